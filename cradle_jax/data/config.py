@@ -1,0 +1,25 @@
+"""Defaults of the `data` section of an experiment config (SPEC A1, A6)."""
+
+import ml_collections
+
+
+def data_config() -> ml_collections.ConfigDict:
+    """The data fields every experiment config starts from; dataset configs override a few."""
+    c = ml_collections.ConfigDict()
+    c.path = ""  # the .h5ad file
+    c.layer = ""  # layer holding raw counts; "" = X
+    c.backed = False  # read counts from disk by row blocks instead of loading them
+    c.perturbation_key = "perturbation"
+    c.separator = "+"
+    c.control_label = "non-targeting"
+    c.qc_threshold = 3  # MAD multiplier t of §4.2; thresholds for 3, 4, 5 are always kept
+    c.qc_mode = "total"  # total: Q = 1 (fail any); each: one column per criterion
+    c.qc_doublets = True  # run Scrublet when predicted_doublet is not in obs
+    c.split = "random"  # random (64/16/20) | combinations (unseen pairs in test) | column
+    c.split_column = "split"
+    c.split_seed = -1  # -1: the run seed
+    c.frac_combinations_train = 0.75
+    c.references = "same_treatment_fail"  # | opposite_label | none
+    c.reference_group_key = ""  # obs column grouping references; "" = the treatment label
+    c.n_reference_samples = 50
+    return c

@@ -1,0 +1,114 @@
+"""Where the raw count matrix lives: an in-memory CSR, or a backed .h5ad read by row blocks.
+
+Both answer the same two questions (rows by index, rows block by block) so that nothing
+downstream holds a dense (N, G) matrix (SPEC A7).
+"""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import anndata as ad
+import h5py
+import numpy as np
+import scipy.sparse as sp
+
+from cradle_jax.data.errors import DataError
+
+ROW_BLOCK = 16_384
+
+
+class InMemoryCounts:
+    """Counts as a CSR matrix (float32) in host memory."""
+
+    def __init__(self, matrix: sp.csr_matrix):
+        self.matrix = matrix
+        self.shape = matrix.shape
+
+    def rows(self, index: np.ndarray) -> sp.csr_matrix:
+        """Rows `index` (any order, repeats allowed), in that order."""
+        return self.matrix[index]
+
+    def blocks(self, block_size: int = ROW_BLOCK) -> Iterator[tuple[int, sp.csr_matrix]]:
+        for start in range(0, self.shape[0], block_size):
+            yield start, self.matrix[start : start + block_size]
+
+
+class BackedCounts:
+    """Counts read from an .h5ad on disk (CSR or dense), a few rows at a time."""
+
+    def __init__(self, path: Path, key: str):
+        self.path, self.key = Path(path), key
+        self._file = h5py.File(self.path, "r")
+        node = self._file[key]
+        if isinstance(node, h5py.Dataset):
+            self._dense, self._sparse = node, None
+            self.shape = tuple(node.shape)
+        else:
+            if node.attrs.get("encoding-type") != "csr_matrix":
+                raise DataError(
+                    f"{self.path}: {key} is stored as {node.attrs.get('encoding-type')}; backed "
+                    "reading needs CSR (rows = cells) or dense counts"
+                )
+            self._dense, self._sparse = None, ad.io.sparse_dataset(node)
+            self.shape = tuple(self._sparse.shape)
+
+    def _read_sorted(self, sorted_unique: np.ndarray) -> sp.csr_matrix:
+        if self._sparse is not None:
+            return sp.csr_matrix(self._sparse[sorted_unique], dtype=np.float32)
+        return sp.csr_matrix(self._dense[sorted_unique].astype(np.float32))
+
+    def rows(self, index: np.ndarray) -> sp.csr_matrix:
+        """Rows `index` (any order, repeats allowed), in that order; one sorted read from disk."""
+        index = np.asarray(index, dtype=np.int64)
+        if len(index) == 0:
+            return sp.csr_matrix((0, self.shape[1]), dtype=np.float32)
+        unique, inverse = np.unique(index, return_inverse=True)
+        return self._read_sorted(unique)[inverse]
+
+    def blocks(self, block_size: int = ROW_BLOCK) -> Iterator[tuple[int, sp.csr_matrix]]:
+        for start in range(0, self.shape[0], block_size):
+            stop = min(start + block_size, self.shape[0])
+            if self._sparse is not None:
+                yield start, sp.csr_matrix(self._sparse[start:stop], dtype=np.float32)
+            else:
+                yield start, sp.csr_matrix(self._dense[start:stop].astype(np.float32))
+
+    def close(self) -> None:
+        self._file.close()
+
+
+CountSource = InMemoryCounts | BackedCounts
+
+
+def check_counts(source: CountSource, where: str) -> np.ndarray:
+    """Validate raw counts block by block; return the library sizes ℓ (N,) float64.
+
+    Counts must be finite, non-negative integers. Raises DataError naming the first bad cell.
+    """
+    n_cells, n_genes = source.shape
+    if n_cells == 0 or n_genes == 0:
+        raise DataError(f"{where} is empty: {n_cells} cells x {n_genes} genes")
+    library = np.zeros(n_cells, dtype=np.float64)
+    for start, block in source.blocks():
+        values = block.data
+        bad = ~np.isfinite(values)
+        if bad.any():
+            raise DataError(
+                f"{where} has NaN or infinite counts (cell {_row_of(block, bad, start)})"
+            )
+        bad = values < 0
+        if bad.any():
+            raise DataError(f"{where} has negative counts (cell {_row_of(block, bad, start)})")
+        bad = values != np.round(values)
+        if bad.any():
+            raise DataError(
+                f"{where} has non-integer counts (cell {_row_of(block, bad, start)}): raw UMI "
+                "counts are required, not normalised or log values"
+            )
+        library[start : start + block.shape[0]] = np.asarray(block.sum(axis=1)).ravel()
+    return library
+
+
+def _row_of(block: sp.csr_matrix, bad_entries: np.ndarray, start: int) -> int:
+    first = int(np.flatnonzero(bad_entries)[0])
+    return start + int(np.searchsorted(block.indptr, first, side="right") - 1)

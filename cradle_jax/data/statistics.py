@@ -1,0 +1,54 @@
+"""Training-split normalisation statistics (SPEC §2.3) and per-split obs-count vectors (§4.6)."""
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from cradle_jax.data.counts import CountSource
+
+
+@dataclass(frozen=True)
+class LogStandardizeStats:
+    """Per-gene mean and unbiased (N−1) std of log(1+x) over training cells, (G,) float32.
+
+    A gene with zero training variance has std 0; the encoder input sanitises the resulting
+    NaN/inf exactly as §2.3 says (NaN→1e-6, +inf→1e6, −inf→1e-6).
+    """
+
+    mean: np.ndarray
+    std: np.ndarray
+
+
+def log_standardize_stats(source: CountSource, cells: np.ndarray) -> LogStandardizeStats:
+    """Stream the rows `cells` block by block; sums in float64 so large N stays exact enough."""
+    n_genes = source.shape[1]
+    total = np.zeros(n_genes, dtype=np.float64)
+    total_sq = np.zeros(n_genes, dtype=np.float64)
+    selected = np.zeros(source.shape[0], dtype=bool)
+    selected[cells] = True
+    for start, block in source.blocks():
+        rows = np.flatnonzero(selected[start : start + block.shape[0]])
+        logged = block[rows].astype(np.float64).log1p()
+        total += np.asarray(logged.sum(axis=0)).ravel()
+        total_sq += np.asarray(logged.multiply(logged).sum(axis=0)).ravel()
+    n = len(cells)
+    mean = total / n
+    with np.errstate(invalid="ignore", divide="ignore"):
+        variance = np.maximum(total_sq - n * mean**2, 0.0) / (n - 1)
+    return LogStandardizeStats(mean.astype(np.float32), np.sqrt(variance).astype(np.float32))
+
+
+@dataclass(frozen=True)
+class ObsCounts:
+    """N^D (T,): cells with a non-zero dosage per perturbation; N^qc (Q,): fail cells per column."""
+
+    dosage: np.ndarray
+    qc: np.ndarray
+
+
+def obs_counts(dosage: sp.csr_matrix, qc: np.ndarray, cells: np.ndarray) -> ObsCounts:
+    """The obs-count vectors of the split made of `cells` (the plate reweighting of §3.3)."""
+    n_d = np.asarray((dosage[cells] != 0).sum(axis=0)).ravel().astype(np.float32)
+    n_qc = (qc[cells] != 0).sum(axis=0).astype(np.float32)
+    return ObsCounts(n_d, n_qc)

@@ -1,0 +1,46 @@
+"""The `cradle-jax` command line (an absl app): `cradle-jax SUBCOMMAND --flags`.
+
+User errors (bad input data, bad flags) print one line and exit with status 2; anything else is
+a bug and keeps its traceback.
+"""
+
+import sys
+
+from absl import app, flags, logging
+
+from cradle_jax.cli import inspect, simulate
+from cradle_jax.data.errors import DataError
+
+SEED = flags.DEFINE_integer("seed", 0, "the one seed every random choice derives from")
+OUT = flags.DEFINE_string("out", None, "output file")
+
+SUBCOMMANDS = {
+    "simulate": "write a simulated dataset with planted truth (--out FILE.h5ad)",
+    "inspect": "validate an .h5ad and print its summary (--data FILE.h5ad)",
+}
+USAGE = "usage: cradle-jax SUBCOMMAND [--flags]\n" + "".join(
+    f"  {name:<10} {text}\n" for name, text in SUBCOMMANDS.items()
+)
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) != 2 or argv[1] not in SUBCOMMANDS:
+        sys.stderr.write(USAGE)
+        sys.exit(2)
+    command = argv[1]
+    try:
+        if command == "simulate":
+            if not OUT.value:
+                raise flags.ValidationError("simulate needs --out FILE.h5ad")
+            simulate.run(SEED.value, OUT.value)
+        elif command == "inspect":
+            inspect.run(SEED.value)
+    except (DataError, flags.ValidationError, OSError) as err:
+        sys.stderr.write(f"cradle-jax {command}: error: {err}\n")
+        sys.exit(2)
+
+
+def run() -> None:
+    """Console-script entry point."""
+    logging.set_verbosity(logging.WARNING)
+    app.run(main)

@@ -1,0 +1,76 @@
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from cradle_jax.data.references import NO_REFERENCE, reference_medians, sample_references
+
+
+def _toy(seed=0, n=400):
+    rng = np.random.default_rng(seed)
+    groups = rng.choice(["A", "B", "C", "ctrl"], size=n)
+    fail = rng.random(n) < 0.2
+    fail[groups == "C"] = False  # group C has no fail cell: sentinel for everyone in it
+    split = rng.choice([0, 1, 2, -1], size=n, p=[0.6, 0.2, 0.15, 0.05]).astype(np.int8)
+    return groups, fail, split
+
+
+def test_same_treatment_fail_references_share_split_and_group_and_fail():
+    groups, fail, split = _toy()
+    refs = sample_references(groups, fail, split, "same_treatment_fail", seed=0, n_samples=50)
+    for i in range(len(groups)):
+        drawn = refs[i][refs[i] != NO_REFERENCE]
+        pool = np.flatnonzero((groups == groups[i]) & (split == split[i]) & fail)
+        if split[i] == -1 or len(pool) == 0:
+            assert len(drawn) == 0
+            continue
+        assert len(drawn) == min(len(pool), 50)
+        assert (split[drawn] == split[i]).all()
+        assert (groups[drawn] == groups[i]).all()
+        assert fail[drawn].all()
+        # padding only at the end
+        assert (refs[i][: len(drawn)] != NO_REFERENCE).all()
+
+
+def test_opposite_label_references():
+    groups, fail, split = _toy(1)
+    refs = sample_references(groups, fail, split, "opposite_label", seed=0, n_samples=50)
+    for i in np.flatnonzero(split >= 0):
+        drawn = refs[i][refs[i] != NO_REFERENCE]
+        assert (fail[drawn] != fail[i]).all()
+        assert (groups[drawn] == groups[i]).all()
+        assert (split[drawn] == split[i]).all()
+    assert (refs[(groups == "C") & ~fail & (split >= 0)][:, 0] == NO_REFERENCE).all()
+
+
+def test_none_mode_and_seeding():
+    groups, fail, split = _toy()
+    assert (sample_references(groups, fail, split, "none", 0) == NO_REFERENCE).all()
+    a = sample_references(groups, fail, split, "same_treatment_fail", 7)
+    b = sample_references(groups, fail, split, "same_treatment_fail", 7)
+    c = sample_references(groups, fail, split, "same_treatment_fail", 8)
+    assert a.tobytes() == b.tobytes()
+    assert not np.array_equal(a, c)
+    with pytest.raises(ValueError, match=r"data\.references"):
+        sample_references(groups, fail, split, "nearest", 0)
+
+
+def test_lower_median_even_k_and_sentinel():
+    rng = np.random.default_rng(0)
+    counts = rng.integers(0, 9, size=(30, 5)).astype(np.float32)
+    refs = np.full((4, 6), NO_REFERENCE)
+    refs[0, :4] = [3, 1, 1, 7]  # even k = 4 (a repeat, as with-replacement draws allow)
+    refs[1, :5] = [0, 2, 4, 6, 8]  # odd k
+    refs[2, :6] = [10, 11, 12, 13, 14, 29]
+    # refs[3]: no reference
+    out = reference_medians(refs, lambda idx: sp.csr_matrix(counts[idx]), 5)
+    for i in range(3):
+        rows = counts[refs[i][refs[i] >= 0]]
+        k = len(rows)
+        expected = np.sort(rows, axis=0)[(k - 1) // 2]  # lower median
+        np.testing.assert_array_equal(out[i], expected)
+    np.testing.assert_array_equal(out[3], 0)
+    # the lower median differs from the mean-of-middle median for this even case
+    rows = counts[[3, 1, 1, 7]]
+    assert not np.array_equal(out[0], np.median(rows, axis=0)) or np.allclose(
+        np.sort(rows, 0)[1], np.sort(rows, 0)[2]
+    )

@@ -1,0 +1,82 @@
+"""The command line as a user runs it: subprocesses, exit codes, one-line errors, no stray files."""
+
+import json
+import subprocess
+import sys
+
+import anndata as ad
+import pytest
+
+from tests.conftest import labels_with_pairs, make_adata
+
+
+def cradle_jax(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "cradle_jax", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=300,
+    )
+
+
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sim") / "sim.h5ad"
+    result = cradle_jax(
+        "simulate",
+        "--n_cells=1500",
+        "--n_genes=200",
+        "--n_perturbations=6",
+        "--n_pairs=4",
+        "--artifact_fraction=0.15",
+        "--seed=3",
+        f"--out={out}",
+    )
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def test_simulate_writes_data_and_truth(simulated):
+    adata = ad.read_h5ad(simulated)
+    assert adata.shape == (1500, 200)
+    assert simulated.with_name("sim.truth.npz").exists()
+    assert "perturbation" in adata.obs
+
+
+def test_inspect_summarises_a_simulated_file(simulated):
+    result = cradle_jax("inspect", f"--data={simulated}", "--split=combinations", "--seed=0")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["cells"] == 1500
+    assert summary["perturbations"] == 6
+    assert summary["split_cells"]["test"] > 0
+    assert set(summary["qc_thresholds"]["thresholds"]) == {"3", "4", "5"}
+
+
+def test_user_error_is_one_line_with_exit_code_2(tmp_path):
+    path = tmp_path / "bad.h5ad"
+    adata = make_adata(labels_with_pairs(10))
+    adata.obs = adata.obs.rename(columns={"perturbation": "gene"})
+    adata.write_h5ad(path)
+    result = cradle_jax("inspect", f"--data={path}")
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert "perturbation column 'perturbation' not in obs" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_failed_simulate_leaves_no_file(tmp_path):
+    out = tmp_path / "never.h5ad"
+    result = cradle_jax(
+        "simulate", "--n_cells=100", "--n_perturbations=3", "--n_pairs=50", f"--out={out}"
+    )
+    assert result.returncode == 2
+    assert "n_pairs" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unknown_subcommand_prints_usage():
+    result = cradle_jax("fly")
+    assert result.returncode == 2
+    assert "simulate" in result.stderr
