@@ -20,7 +20,6 @@ from cradle_jax.data import qc as qc_rules
 from cradle_jax.data import references as refs
 from cradle_jax.data import splits
 from cradle_jax.data.counts import (
-    ROW_BLOCK,
     BackedCounts,
     CountSource,
     InMemoryCounts,
@@ -33,6 +32,8 @@ from cradle_jax.data.statistics import LogStandardizeStats, ObsCounts, log_stand
 from cradle_jax.data.statistics import obs_counts as count_obs
 
 log = logging.getLogger(__name__)
+
+QC_BLOCK = 200_000  # cells per QC-metric / Scrublet block
 
 
 @dataclass(frozen=True)
@@ -188,17 +189,20 @@ def _qc_metrics(
     present = [m for m in qc_rules.QC_METRICS if m in adata.obs.columns]
     if present:
         log.warning("obs has only some QC metrics (%s); computing all six", ", ".join(present))
-    # Per row block, so a backed file is never loaded whole; Scrublet then runs per block.
-    block_seeds = host_rng(seed, "qc").integers(0, 2**31, size=counts.shape[0] // ROW_BLOCK + 1)
+    # Equal row blocks of at most QC_BLOCK cells, so a backed file is never loaded whole and no
+    # small tail block is too small for Scrublet (which then runs per block, like per sample).
+    n_cells = counts.shape[0]
+    blocks = np.array_split(np.arange(n_cells), -(-n_cells // QC_BLOCK))
+    block_seeds = host_rng(seed, "qc").integers(0, 2**31, size=len(blocks))
     parts = [
         qc_rules.compute_qc_metrics(
-            block,
+            counts.rows(rows),
             adata.var_names,
-            adata.obs_names[start : start + block.shape[0]],
-            seed=int(block_seeds[i]),
+            adata.obs_names[rows],
+            seed=int(block_seed),
             doublets=config.qc_doublets,
         )
-        for i, (start, block) in enumerate(counts.blocks())
+        for rows, block_seed in zip(blocks, block_seeds, strict=True)
     ]
     unavailable = {}
     for part in parts:

@@ -104,6 +104,15 @@ def _with_x(adata, x):
     return adata
 
 
+def _with_obs(adata, obs):
+    adata.obs = obs
+    return adata
+
+
+def _with_labels(adata, labels):
+    return _with_obs(adata, adata.obs.assign(perturbation=labels))
+
+
 @pytest.mark.parametrize(
     ("corrupt", "message"),
     [
@@ -112,19 +121,14 @@ def _with_x(adata, x):
         (lambda a: _with_x(a, np.where(a.X.toarray() > 4, np.nan, a.X.toarray())), "NaN"),
         (lambda a: _with_x(a, np.where(a.X.toarray() > 4, np.inf, a.X.toarray())), "infinite"),
         (lambda a: a[:, :0].copy(), "empty"),
-        (lambda a: a.obs.drop(columns="perturbation", inplace=True), "perturbation column"),
-        (lambda a: a.obs.__setitem__("perturbation", "A"), "control label"),
-        (
-            lambda a: a.obs.__setitem__("perturbation", a.obs["perturbation"].replace("A", np.nan)),
-            "missing values",
-        ),
+        (lambda a: _with_obs(a, a.obs.drop(columns="perturbation")), "perturbation column"),
+        (lambda a: _with_labels(a, "A"), "control label"),
+        (lambda a: _with_labels(a, a.obs["perturbation"].replace("A", None)), "missing values"),
     ],
     ids=["negative", "fractional", "nan", "inf", "empty", "no-column", "no-control", "nan-label"],
 )
 def test_bad_input_gets_a_named_error(config, corrupt, message):
-    adata = make_adata(labels_with_pairs(20))
-    result = corrupt(adata)
-    adata = result if isinstance(result, ad.AnnData) else adata
+    adata = corrupt(make_adata(labels_with_pairs(20)))
     with pytest.raises(DataError, match=message):
         _load(adata, config)
 

@@ -1,0 +1,251 @@
+"""QC metrics and MAD-rule flags (SPEC §4.1, §4.2, §5.5; Part A5, A6).
+
+Metrics come from obs when a file ships all six, otherwise from scanpy's `calculate_qc_metrics`
+and Scrublet. Thresholds are fitted once on all real cells and reused unchanged to score generated
+cells. Sign convention: a flag of 1/True means the cell FAILED that criterion.
+"""
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Self
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from cradle_jax.data.errors import DataError
+
+if TYPE_CHECKING:  # scanpy/anndata are imported lazily: `import cradle_jax.data.qc` stays cheap
+    import anndata as ad
+
+log = logging.getLogger(__name__)
+
+QC_METRICS: tuple[str, ...] = (
+    "UMI_count",
+    "ngenes",
+    "pct_counts_mt",
+    "pct_counts_ribo",
+    "pct_counts_hb",
+    "predicted_doublet",
+)
+QC_MULTIPLIERS: tuple[int, ...] = (3, 4, 5)
+
+# §4.1, case-sensitive. "^HB[^(P)]" is a character class: HBEGF matches, HBP1 does not.
+GENE_PATTERNS: dict[str, str] = {"mt": r"^MT-", "ribo": r"^RP[SL]", "hb": r"^HB[^(P)]"}
+_CONTINUOUS = QC_METRICS[:-1]
+_FAIL_BELOW = frozenset({"UMI_count", "ngenes"})  # the others fail above their threshold
+# Scrublet's 30 principal components and kNN doublet scores are meaningless on a handful of
+# cells (on 40 homogeneous cells it calls every one a doublet), so fewer cells get no doublet call.
+MIN_SCRUBLET_CELLS = 100
+_BOOL_TEXT = {"true": True, "false": False, "1": True, "0": False, "1.0": True, "0.0": False}
+
+
+def gene_pattern_masks(var_names: Sequence[str]) -> dict[str, np.ndarray]:
+    """Boolean (G,) masks of mitochondrial, ribosomal and haemoglobin genes by symbol."""
+    names = pd.Index(var_names).astype(str)
+    return {
+        name: np.asarray(names.str.contains(pattern, regex=True), dtype=bool)
+        for name, pattern in GENE_PATTERNS.items()
+    }
+
+
+@dataclass(frozen=True)
+class QCMetrics:
+    """Per-cell QC metrics: the available columns of QC_METRICS, in that order.
+
+    `predicted_doublet` is bool, the others float64; `unavailable` maps each metric that could
+    not be computed to a one-line reason; `source` is "obs" or "computed".
+    """
+
+    table: pd.DataFrame
+    unavailable: dict[str, str]
+    source: str
+
+
+def qc_metrics_from_obs(obs: pd.DataFrame) -> QCMetrics | None:
+    """The six QC metrics from obs, validated; None unless all six columns are present."""
+    if any(metric not in obs.columns for metric in QC_METRICS):
+        return None
+    table = pd.DataFrame(
+        {metric: _numeric_column(obs, metric) for metric in _CONTINUOUS}, index=obs.index
+    )
+    table["predicted_doublet"] = _bool_column(obs, "predicted_doublet")
+    return QCMetrics(table=table, unavailable={}, source="obs")
+
+
+def _numeric_column(obs: pd.DataFrame, name: str) -> np.ndarray:
+    column = obs[name]
+    if not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
+        raise DataError(f"obs column {name!r} must be numeric, got dtype {column.dtype}")
+    values = column.to_numpy(dtype=np.float64, na_value=np.nan)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        raise DataError(
+            f"obs column {name!r} has {bad.sum()} missing or infinite values "
+            f"(first at cell {obs.index[bad][0]!r})"
+        )
+    return values
+
+
+def _bool_column(obs: pd.DataFrame, name: str) -> np.ndarray:
+    """True/False, 1/0 or their text forms; anything else (NaN included) is an error."""
+    column = obs[name]
+    if column.dtype == bool:
+        return column.to_numpy()
+    values = [_BOOL_TEXT.get(str(value).strip().lower()) for value in column.astype(object)]
+    bad = [i for i, value in enumerate(values) if value is None]
+    if bad:
+        raise DataError(
+            f"obs column {name!r} must be boolean; cell {obs.index[bad[0]]!r} has "
+            f"{column.iloc[bad[0]]!r} ({len(bad)} such cells)"
+        )
+    return np.asarray(values, dtype=bool)
+
+
+def compute_qc_metrics(
+    counts: sp.csr_matrix,
+    var_names: Sequence[str],
+    cell_names: Sequence[str],
+    *,
+    seed: int,
+    doublets: bool = True,
+) -> QCMetrics:
+    """QC metrics of a row block of raw counts with scanpy (§4.1 recipe), deterministic in seed.
+
+    The block stays sparse. A percentage whose gene pattern matches no gene, and the doublet call
+    when Scrublet cannot run or is switched off, are left out and listed in `unavailable` with a
+    logged warning, so a missing criterion is never silently treated as "pass".
+    """
+    import anndata as ad
+    import scanpy as sc
+
+    masks = gene_pattern_masks(var_names)
+    unavailable = {
+        f"pct_counts_{name}": f"no gene matches {GENE_PATTERNS[name]}"
+        for name, mask in masks.items()
+        if not mask.any()
+    }
+    qc_vars = [name for name, mask in masks.items() if mask.any()]
+    var = pd.DataFrame(
+        {name: masks[name] for name in qc_vars}, index=pd.Index(var_names).astype(str)
+    )
+    adata = ad.AnnData(
+        X=sp.csr_matrix(counts), obs=pd.DataFrame(index=pd.Index(cell_names).astype(str)), var=var
+    )
+    scanpy_metrics, _ = sc.pp.calculate_qc_metrics(
+        adata, qc_vars=qc_vars, percent_top=None, log1p=False, inplace=False
+    )
+    table = pd.DataFrame(index=adata.obs_names)
+    table["UMI_count"] = scanpy_metrics["total_counts"].to_numpy(np.float64)
+    table["ngenes"] = scanpy_metrics["n_genes_by_counts"].to_numpy(np.float64)
+    for name in qc_vars:
+        # A cell without counts has no share of anything: 0, not scanpy's 0/0 = NaN.
+        pct = scanpy_metrics[f"pct_counts_{name}"].to_numpy(np.float64)
+        table[f"pct_counts_{name}"] = np.nan_to_num(pct, nan=0.0)
+
+    doublet_reason = _run_scrublet(adata, seed) if doublets else "doublet calling switched off"
+    if doublet_reason is None:
+        table["predicted_doublet"] = adata.obs["predicted_doublet"].to_numpy(dtype=bool)
+    else:
+        unavailable["predicted_doublet"] = doublet_reason
+    for metric, reason in unavailable.items():
+        log.warning(
+            "QC metric %s unavailable: %s; it is not used as a QC criterion", metric, reason
+        )
+    columns = [metric for metric in QC_METRICS if metric in table.columns]
+    return QCMetrics(table=table[columns], unavailable=unavailable, source="computed")
+
+
+def _run_scrublet(adata: "ad.AnnData", seed: int) -> str | None:
+    """Adds obs["predicted_doublet"] to `adata`; returns why not when Scrublet cannot run."""
+    import scanpy as sc
+
+    if adata.n_obs < MIN_SCRUBLET_CELLS:
+        return f"Scrublet needs at least {MIN_SCRUBLET_CELLS} cells, got {adata.n_obs}"
+    try:
+        sc.pp.scrublet(adata, random_state=seed)
+    except Exception as error:  # scanpy/sklearn/skimage failures all mean "no doublet call"
+        return f"Scrublet failed: {type(error).__name__}: {error}".replace("\n", " ").rstrip(".")
+    return None
+
+
+@dataclass(frozen=True)
+class QCThresholds:
+    """Median and raw MAD (no 1.4826 factor, SPEC E2) of each continuous metric over all cells."""
+
+    medians: dict[str, float]
+    mads: dict[str, float]
+
+    def threshold(self, metric: str, t: float) -> float:
+        """med − t·MAD for UMI_count/ngenes (fail below), med + t·MAD for pct_* (fail above)."""
+        if metric not in self.medians:
+            raise DataError(f"no QC threshold for {metric!r} (fitted: {', '.join(self.medians)})")
+        sign = -1.0 if metric in _FAIL_BELOW else 1.0
+        return self.medians[metric] + sign * t * self.mads[metric]
+
+    def to_dict(self) -> dict:
+        """JSON-serialisable; also lists the thresholds at each t in QC_MULTIPLIERS for reports."""
+        return {
+            "medians": dict(self.medians),
+            "mads": dict(self.mads),
+            "thresholds": {
+                str(t): {metric: self.threshold(metric, t) for metric in self.medians}
+                for t in QC_MULTIPLIERS
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Self:
+        """Inverse of to_dict (the derived thresholds are recomputed, not read)."""
+        if set(d["medians"]) != set(d["mads"]):
+            raise DataError("QC thresholds: 'medians' and 'mads' name different metrics")
+        return cls(
+            medians={k: float(v) for k, v in d["medians"].items()},
+            mads={k: float(v) for k, v in d["mads"].items()},
+        )
+
+
+def fit_thresholds(metrics: QCMetrics) -> QCThresholds:
+    """Median and MAD of every available continuous metric over all cells of the table."""
+    if len(metrics.table) == 0:
+        raise DataError("no cells to fit QC thresholds on")
+    medians, mads = {}, {}
+    for metric in _CONTINUOUS:
+        if metric in metrics.table.columns:
+            values = metrics.table[metric].to_numpy(np.float64)
+            medians[metric] = float(np.median(values))
+            mads[metric] = float(np.median(np.abs(values - medians[metric])))
+    return QCThresholds(medians=medians, mads=mads)
+
+
+def qc_flags(metrics: pd.DataFrame, thresholds: QCThresholds, t: float) -> pd.DataFrame:
+    """Bool (N, ≤6) "qc_<metric>" columns in QC_METRICS order, True = failed (§4.2).
+
+    A criterion needs its metric in `metrics` and, unless it is the doublet call, a fitted
+    threshold; the thresholds may come from other cells (real data scoring generated cells, §5.5).
+    Inequalities are strict, so a value equal to its threshold passes.
+    """
+    flags = {}
+    for metric in QC_METRICS:
+        if metric not in metrics.columns:
+            continue
+        if metric == "predicted_doublet":
+            flags[f"qc_{metric}"] = metrics[metric].to_numpy(dtype=bool)
+        elif metric in thresholds.medians:
+            values = metrics[metric].to_numpy(np.float64)
+            limit = thresholds.threshold(metric, t)
+            flags[f"qc_{metric}"] = values < limit if metric in _FAIL_BELOW else values > limit
+    return pd.DataFrame(flags, index=metrics.index)
+
+
+def total_qc(flags: pd.DataFrame) -> np.ndarray:
+    """uint8 (N,): 1 where the cell failed any criterion (SPEC sign convention: 1 = FAIL)."""
+    return flags.to_numpy(dtype=bool).any(axis=1).astype(np.uint8)
+
+
+def pass_rate(flags: pd.DataFrame) -> float:
+    """Fraction of cells passing every criterion, counting passing cells explicitly (fix E1)."""
+    if len(flags) == 0:
+        raise DataError("no cells to compute a QC pass rate on")
+    return float(np.count_nonzero(total_qc(flags) == 0) / len(flags))
