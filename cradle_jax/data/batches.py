@@ -50,7 +50,7 @@ def build_batch(data: PerturbData, index: np.ndarray, pad_to: int) -> Batch:
     """Densify the cells `index` (any order) and pad them to `pad_to` rows."""
     n, pad = len(index), pad_to - len(index)
     x = data.counts.rows(index).toarray()
-    cf = reference_medians(data.references[index], data.counts.rows, x.shape[1])
+    cf = reference_medians(data.references[index], data.reference_rows.rows, x.shape[1])
     weight = np.ones(n, dtype=np.float32)
 
     def padded(a: np.ndarray, fill: float = 0) -> np.ndarray:

@@ -77,6 +77,22 @@ class BackedCounts:
         self._file.close()
 
 
+class CachedRows:
+    """Some rows of a source, held in memory as CSR: the reference pool of a backed file.
+
+    Reference rows are drawn from a minority (QC-fail cells), about 50 per cell per batch; reading
+    them from disk for every batch would cost far more than the batch itself.
+    """
+
+    def __init__(self, source: "CountSource", rows: np.ndarray):
+        self.index = np.unique(rows)
+        self.matrix = source.rows(self.index)
+
+    def rows(self, index: np.ndarray) -> sp.csr_matrix:
+        """Rows `index` (global row numbers, all among the cached rows), in that order."""
+        return self.matrix[np.searchsorted(self.index, index)]
+
+
 CountSource = InMemoryCounts | BackedCounts
 
 

@@ -21,6 +21,7 @@ from cradle_jax.data import references as refs
 from cradle_jax.data import splits
 from cradle_jax.data.counts import (
     BackedCounts,
+    CachedRows,
     CountSource,
     InMemoryCounts,
     check_counts,
@@ -55,6 +56,7 @@ class PerturbData:
     qc: np.ndarray  # (N, Q) float32, 1 = QC fail
     split: np.ndarray  # (N,) int8 split codes
     references: np.ndarray  # (N, K) int32 row indices, NO_REFERENCE-padded
+    reference_rows: InMemoryCounts | CachedRows  # where reference rows are read from
     library_size: np.ndarray  # (N,) float32, sum of the modelled genes
     normalization: LogStandardizeStats
     obs_counts: dict[str, ObsCounts]  # per split name
@@ -140,6 +142,11 @@ def load_perturb_data(
         qc=qc_matrix,
         split=split,
         references=references,
+        reference_rows=(
+            CachedRows(counts, references[references != refs.NO_REFERENCE])
+            if isinstance(counts, BackedCounts)
+            else counts
+        ),
         library_size=library.astype(np.float32),
         normalization=log_standardize_stats(counts, train),
         obs_counts={

@@ -64,25 +64,36 @@ def reference_medians(
 ) -> np.ndarray:
     """x^cf (B, G) float32: the lower median of each cell's reference rows; 0 where none.
 
-    `read_rows(sorted_unique_indices)` returns those count rows as CSR; each distinct reference row
-    is read and densified once per batch. Cells are processed in chunks to bound the (chunk, k, G)
-    working array.
+    `read_rows(sorted_unique_indices)` returns those count rows as CSR. Counts are sparse, and the
+    lower median of k draws is non-zero only for a gene with at least k − ⌊(k−1)/2⌋ non-zero
+    draws; one sparse product finds those genes, and the exact median is taken on them alone.
     """
     out = np.zeros((len(refs), n_genes), dtype=np.float32)
-    counts = (refs != NO_REFERENCE).sum(axis=1)
-    if not counts.any():
+    k = (refs != NO_REFERENCE).sum(axis=1)
+    cells = np.flatnonzero(k)
+    if len(cells) == 0:
         return out
-    unique, inverse = np.unique(refs[counts > 0], return_inverse=True)
-    valid = unique != NO_REFERENCE
-    rows = np.zeros((len(unique), n_genes), dtype=np.float32)
-    rows[valid] = read_rows(unique[valid]).toarray()
-    positions = np.full(refs.shape, -1, dtype=np.int64)
-    positions[counts > 0] = inverse.reshape(-1, refs.shape[1])
-    for k in np.unique(counts[counts > 0]):
-        cells = np.flatnonzero(counts == k)
-        lower = (k - 1) // 2
-        for start in range(0, len(cells), chunk_cells):
-            chunk = cells[start : start + chunk_cells]
-            stacked = rows[positions[chunk, :k]]
-            out[chunk] = np.partition(stacked, lower, axis=1)[:, lower]
+    drawn = refs[cells]
+    unique, position = np.unique(drawn, return_inverse=True)
+    position = position.reshape(drawn.shape) - int(unique[0] == NO_REFERENCE)
+    unique = unique[unique != NO_REFERENCE]
+    rows = read_rows(unique)
+    valid = drawn != NO_REFERENCE
+    picks = sp.csr_matrix(
+        (np.ones(valid.sum(), dtype=np.float32), (np.nonzero(valid)[0], position[valid])),
+        shape=(len(cells), len(unique)),
+    )
+    nonzero_draws = (picks @ (rows != 0).astype(np.float32)).tocoo()
+    needed = k[cells] - (k[cells] - 1) // 2
+    genes = np.unique(nonzero_draws.col[nonzero_draws.data >= needed[nonzero_draws.row]])
+    if len(genes) == 0:
+        return out
+    dense = rows[:, genes].toarray()
+    for draws in np.unique(k[cells]):
+        group = np.flatnonzero(k[cells] == draws)
+        lower = (draws - 1) // 2
+        for start in range(0, len(group), chunk_cells):
+            chunk = group[start : start + chunk_cells]
+            stacked = dense[position[chunk, :draws]]  # (chunk, draws, genes)
+            out[np.ix_(cells[chunk], genes)] = np.partition(stacked, lower, axis=1)[:, lower]
     return out

@@ -74,3 +74,21 @@ def test_lower_median_even_k_and_sentinel():
     assert not np.array_equal(out[0], np.median(rows, axis=0)) or np.allclose(
         np.sort(rows, 0)[1], np.sort(rows, 0)[2]
     )
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_lower_median_matches_brute_force_on_sparse_counts(seed):
+    """Mostly-zero counts put many genes right at the boundary where the median turns non-zero."""
+    rng = np.random.default_rng(seed)
+    counts = rng.poisson(0.7, size=(60, 40)).astype(np.float32)
+    refs = np.full((25, 9), NO_REFERENCE)
+    for i in range(24):  # the last cell keeps no reference
+        k = rng.integers(1, 10)
+        refs[i, :k] = rng.integers(0, 60, size=k)
+    out = reference_medians(refs, lambda idx: sp.csr_matrix(counts[idx]), 40, chunk_cells=4)
+    for i in range(25):
+        drawn = refs[i][refs[i] != NO_REFERENCE]
+        expected = (
+            np.sort(counts[drawn], axis=0)[(len(drawn) - 1) // 2] if len(drawn) else np.zeros(40)
+        )
+        np.testing.assert_array_equal(out[i], expected)
