@@ -34,7 +34,7 @@ from cradle_jax.data.statistics import obs_counts as count_obs
 
 log = logging.getLogger(__name__)
 
-QC_BLOCK = 200_000  # cells per QC-metric / Scrublet block
+QC_BLOCK = 20_000  # cells per QC-metric / Scrublet block (exact kNN grows ~ n^2)
 
 
 @dataclass(frozen=True)
@@ -197,7 +197,7 @@ def _qc_metrics(
     if present:
         log.warning("obs has only some QC metrics (%s); computing all six", ", ".join(present))
     # Equal row blocks of at most QC_BLOCK cells, so a backed file is never loaded whole and no
-    # small tail block is too small for Scrublet (which then runs per block, like per sample).
+    # small tail block is too small for Scrublet, which runs per block as it would per sample.
     n_cells = counts.shape[0]
     blocks = np.array_split(np.arange(n_cells), -(-n_cells // QC_BLOCK))
     block_seeds = host_rng(seed, "qc").integers(0, 2**31, size=len(blocks))

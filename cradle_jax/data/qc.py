@@ -164,7 +164,9 @@ def _run_scrublet(adata: "ad.AnnData", seed: int) -> str | None:
     if adata.n_obs < MIN_SCRUBLET_CELLS:
         return f"Scrublet needs at least {MIN_SCRUBLET_CELLS} cells, got {adata.n_obs}"
     try:
-        sc.pp.scrublet(adata, random_state=seed)
+        # Exact kNN: on 2 cores it is ~9x faster than pynndescent's approximate search for the
+        # block sizes the data layer uses (8k cells: 2.9 s vs 25 s), and it is deterministic.
+        sc.pp.scrublet(adata, random_state=seed, use_approx_neighbors=False)
     except Exception as error:  # scanpy/sklearn/skimage failures all mean "no doublet call"
         return f"Scrublet failed: {type(error).__name__}: {error}".replace("\n", " ").rstrip(".")
     return None

@@ -249,7 +249,7 @@ def test_fit_thresholds_rejects_zero_cells():
 
 
 def test_scrublet_finds_planted_heterotypic_doublets():
-    """1,500 cells + 3,000 simulated doublets pass 4,096: scanpy's pynndescent kNN path runs."""
+    """1,500 cells + 3,000 simulated doublets pass 4,096, where scanpy's kNN changes code path."""
     rng = np.random.default_rng(0)
     n_cells, n_genes = 1500, 200
     program = np.where(np.arange(n_genes) < n_genes // 2, 2.0, 0.1)

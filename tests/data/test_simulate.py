@@ -7,7 +7,6 @@ import anndata as ad
 import numpy as np
 import pytest
 
-from cradle_jax.data import simulate as sim_module
 from cradle_jax.data.errors import DataError
 from cradle_jax.data.simulate import (
     CONTROL_LABEL,
@@ -253,7 +252,7 @@ def test_failed_write_leaves_no_file(small, tmp_path, monkeypatch):
     def broken_savez(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(sim_module.np, "savez", broken_savez)
+    monkeypatch.setattr(np, "savez", broken_savez)
     with pytest.raises(OSError, match="disk full"):
         write_simulation(small, tmp_path / "sim.h5ad")
     assert list(tmp_path.iterdir()) == []
