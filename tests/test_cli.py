@@ -45,13 +45,26 @@ def test_simulate_writes_data_and_truth(simulated):
 
 
 def test_inspect_summarises_a_simulated_file(simulated):
-    result = cradle_jax("inspect", f"--data={simulated}", "--split=combinations", "--seed=0")
+    result = cradle_jax(
+        "inspect", f"--data={simulated}", "--split=combinations", "--seed=0", "--json"
+    )
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["cells"] == 1500
     assert summary["perturbations"] == 6
     assert summary["split_cells"]["test"] > 0
     assert set(summary["qc_thresholds"]["thresholds"]) == {"3", "4", "5"}
+    by_t = summary["qc_fail_fraction_by_threshold"]
+    # a larger MAD multiplier can only pass more cells
+    assert by_t["3"]["any"] >= by_t["4"]["any"] >= by_t["5"]["any"]
+    assert by_t["3"]["any"] == pytest.approx(summary["qc_fail_fraction"])
+
+
+def test_inspect_prints_a_readable_report(simulated):
+    result = cradle_jax("inspect", f"--data={simulated}")
+    assert result.returncode == 0, result.stderr
+    assert "1500 cells x 200 genes" in result.stdout
+    assert "qc_pct_counts_mt" in result.stdout
 
 
 def test_user_error_is_one_line_with_exit_code_2(tmp_path):

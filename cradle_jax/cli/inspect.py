@@ -4,8 +4,9 @@ import json
 
 from absl import flags
 
+from cradle_jax.data import qc
 from cradle_jax.data.config import data_config
-from cradle_jax.data.dataset import load_perturb_data
+from cradle_jax.data.dataset import PerturbData, load_perturb_data
 
 _DATA = data_config()
 DATA = flags.DEFINE_string("data", None, "inspect: the .h5ad to read")
@@ -20,10 +21,11 @@ SPLIT = flags.DEFINE_enum(
 )
 QC_THRESHOLD = flags.DEFINE_integer("qc_threshold", _DATA.qc_threshold, "MAD multiplier t")
 BACKED = flags.DEFINE_bool("backed", _DATA.backed, "read counts from disk by row blocks")
+AS_JSON = flags.DEFINE_bool("json", False, "inspect: print the summary as JSON")
 
 
 def run(seed: int) -> None:
-    """Load the file as training would and print its summary as JSON."""
+    """Load the file as training would and print its summary."""
     if not DATA.value:
         raise flags.ValidationError("inspect needs --data FILE.h5ad")
     config = data_config()
@@ -39,5 +41,45 @@ def run(seed: int) -> None:
     )
     data = load_perturb_data(config.path, config, seed)
     summary = data.summary()
+    summary["qc_fail_fraction_by_threshold"] = _fail_fractions(data)
     summary["qc_thresholds"] = data.qc_thresholds.to_dict()
-    print(json.dumps(summary, indent=2))
+    print(json.dumps(summary, indent=2) if AS_JSON.value else _report(summary))
+
+
+def _fail_fractions(data: PerturbData) -> dict[str, dict[str, float]]:
+    """Share of cells failing each criterion, and any, at every t of QC_MULTIPLIERS."""
+    out = {}
+    for t in qc.QC_MULTIPLIERS:
+        flags_t = qc.qc_flags(data.qc_metrics.table, data.qc_thresholds, t)
+        shares = {name: float(flags_t[name].mean()) for name in flags_t.columns}
+        shares["any"] = float(qc.total_qc(flags_t).mean())
+        out[str(t)] = shares
+    return out
+
+
+def _report(summary: dict) -> str:
+    lines = [
+        f"{summary['cells']} cells x {summary['genes']} genes; {summary['perturbations']} "
+        f"perturbations in {summary['treatments']} treatments (control included)",
+        "split: "
+        + ", ".join(f"{k} {v}" for k, v in summary["split_cells"].items())
+        + f", unused {summary['unused_cells']}",
+        f"cells without a counterfactual reference: {summary['cells_without_reference']}",
+        f"QC metrics: {summary['qc_metrics_source']}; QC columns: "
+        + ", ".join(summary["qc_columns"]),
+    ]
+    lines += [f"  not available: {m} ({why})" for m, why in summary["qc_unavailable"].items()]
+    fractions = summary["qc_fail_fraction_by_threshold"]
+    thresholds = summary["qc_thresholds"]["thresholds"]
+    criteria = list(fractions["3"])
+    lines.append("QC fail fraction (threshold) by MAD multiplier t:")
+    lines.append(f"  {'criterion':<24}" + "".join(f"{'t=' + t:>22}" for t in fractions))
+    for name in criteria:
+        metric = name.removeprefix("qc_")
+        cells = []
+        for t in fractions:
+            limit = thresholds[t].get(metric)
+            shown = f"{fractions[t][name]:.3f}"
+            cells.append(shown if limit is None else f"{shown} ({limit:.4g})")
+        lines.append(f"  {name:<24}" + "".join(f"{c:>22}" for c in cells))
+    return "\n".join(lines)
