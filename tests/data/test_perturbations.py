@@ -52,3 +52,11 @@ def test_missing_column_nan_and_unknown_control():
 def test_vocabulary_round_trips():
     vocab = PerturbationVocabulary(("A", "B"), "_", "ctrl")
     assert PerturbationVocabulary.from_dict(vocab.to_dict()) == vocab
+
+
+def test_categories_without_cells_do_not_enter_the_vocabulary():
+    """A subset AnnData keeps unused categories; a perturbation group with no cells is dropped."""
+    column = pd.Categorical(["A", "ctrl", "A+B"], categories=["A", "B", "Z", "ctrl", "A+B"])
+    labels, vocab = read_labels(pd.DataFrame({"p": column}), "p", "+", "ctrl")
+    assert vocab.singles == ("A", "B")
+    assert labels.tolist() == ["A", "ctrl", "A+B"]
