@@ -1,0 +1,1 @@
+"""NumPyro programs over Flax networks: CRADLE-VAE and baselines."""

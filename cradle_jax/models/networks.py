@@ -1,0 +1,162 @@
+"""Flax building blocks (SPEC §1.3): a residual MLP trunk and likelihood heads.
+
+Every module works on any leading axes: an input (..., F) gives outputs (..., n_output), so a
+particle axis (P, B, F) needs no reshaping. Parameter trees are plain nested dicts, usable with
+`numpyro.contrib.module.flax_module`:
+
+    {"trunk": {"layer_0": {"kernel", "bias"}, ...}, "loc": {...}, "log_variance": {...}}
+
+Initialisation (SPEC A1 `model.init`, §2.4): "torch" draws kernel AND bias from
+U(−1/√fan_in, 1/√fan_in) like PyTorch's nn.Linear; "flax" uses LeCun-normal kernels and zero
+biases. Kernels are stored (fan_in, features), Flax's convention (the transpose of PyTorch's).
+"""
+
+import math
+from collections.abc import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpyro.distributions as dist
+
+LEAKY_SLOPE = 0.01  # PyTorch's nn.LeakyReLU default
+INITS = ("torch", "flax")
+LIKELIHOODS = ("normal", "normal_fixed_variance", "poisson", "library_nb")
+
+VARIANCE_FLOOR = 1e-4  # v = exp(·) + 1e-4 in the normal heads
+NB_MEAN_OFFSET = 1e-4  # r = θ / (μ + 1e-4)
+RATE_FLOOR = 1e-6  # clamp of Poisson and Gamma–Poisson rates
+
+Initializer = Callable[[jax.Array, tuple[int, ...], jnp.dtype], jax.Array]
+
+
+def _uniform_init(bound: float) -> Initializer:
+    def init(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, minval=-bound, maxval=bound)
+
+    return init
+
+
+def torch_kernel_init(fan_in: int) -> Initializer:
+    """PyTorch nn.Linear weight init: U(−1/√fan_in, 1/√fan_in)."""
+    return _uniform_init(1.0 / math.sqrt(fan_in))
+
+
+def torch_bias_init(fan_in: int) -> Initializer:
+    """PyTorch nn.Linear bias init: U(−1/√fan_in, 1/√fan_in), with fan_in of the *kernel*."""
+    return _uniform_init(1.0 / math.sqrt(fan_in))
+
+
+def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"unknown {name} {value!r}; expected one of {', '.join(allowed)}")
+
+
+class Linear(nn.Module):
+    """y = x W + b, (..., fan_in) → (..., features); fan_in is read from the input at init."""
+
+    features: int
+    init_scheme: str = "torch"  # "torch" | "flax"; not `init`, which would shadow Module.init
+
+    def __post_init__(self):
+        _check_choice("init_scheme", self.init_scheme, INITS)
+        super().__post_init__()
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        fan_in = x.shape[-1]
+        if self.init_scheme == "torch":
+            kernel_init, bias_init = torch_kernel_init(fan_in), torch_bias_init(fan_in)
+        else:
+            kernel_init, bias_init = nn.initializers.lecun_normal(), nn.initializers.zeros
+        kernel = self.param("kernel", kernel_init, (fan_in, self.features), jnp.float32)
+        bias = self.param("bias", bias_init, (self.features,), jnp.float32)
+        return x @ kernel + bias
+
+
+def leaky_relu(x: jax.Array) -> jax.Array:
+    return jax.nn.leaky_relu(x, negative_slope=LEAKY_SLOPE)
+
+
+class ResidualTrunk(nn.Module):
+    """(..., F) → (..., n_hidden): h = σ(W₀x + b₀), then h ← σ(Wᵢh + bᵢ) + h for i ≥ 1 (§1.3).
+
+    The skip is added after the LeakyReLU σ, and the last layer is residual too.
+    """
+
+    n_layers: int
+    n_hidden: int
+    init_scheme: str = "torch"
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        if self.n_layers < 1:
+            raise ValueError(f"ResidualTrunk needs n_layers >= 1, got {self.n_layers}")
+        h = leaky_relu(Linear(self.n_hidden, self.init_scheme, name="layer_0")(x))
+        for i in range(1, self.n_layers):
+            h = leaky_relu(Linear(self.n_hidden, self.init_scheme, name=f"layer_{i}")(h)) + h
+        return h
+
+
+def sanitize(x: jax.Array) -> jax.Array:
+    """NaN → 1e-6, +inf → 1e6, −inf → 1e-6 (sic: positive), as the original's normal head."""
+    return jnp.nan_to_num(x, nan=1e-6, posinf=1e6, neginf=1e-6)
+
+
+class LikelihoodMLP(nn.Module):
+    """Residual trunk + likelihood head: x (..., F) → a distribution of batch shape (..., n_output).
+
+    The distribution is not `to_event`-ed; callers do `.to_event(1)`.
+
+    likelihood:
+      "normal"                 Normal(μ, √v), μ = W_μh + b_μ, v = exp(W_vh + b_v) + 1e-4, sanitised.
+      "normal_fixed_variance"  as "normal" with log v a free per-output parameter `log_variance`.
+      "poisson"                Poisson(max(softplus(Wh + b), 1e-6)); no library scaling.
+      "library_nb"             Gamma–Poisson(θ, r): ρ = softmax(Wh + b) over genes, μ = ℓρ,
+                               θ = exp(`log_theta`) per gene, r = max(θ / (μ + 1e-4), 1e-6).
+    `library` (ℓ, anything broadcastable to x.shape[:-1]) is required by "library_nb" only; while
+    the parameters are being initialised (e.g. by `flax_module(..., input_shape=...)`) a missing
+    library is replaced by ones, since no parameter depends on it.
+    """
+
+    likelihood: str
+    n_output: int
+    n_layers: int
+    n_hidden: int
+    init_scheme: str = "torch"
+
+    def __post_init__(self):
+        _check_choice("likelihood", self.likelihood, LIKELIHOODS)
+        _check_choice("init_scheme", self.init_scheme, INITS)
+        super().__post_init__()
+
+    @nn.compact
+    def __call__(self, x: jax.Array, library: jax.Array | None = None) -> dist.Distribution:
+        h = ResidualTrunk(self.n_layers, self.n_hidden, self.init_scheme, name="trunk")(x)
+        if self.likelihood == "normal":
+            loc = Linear(self.n_output, self.init_scheme, name="loc")(h)
+            log_v = Linear(self.n_output, self.init_scheme, name="log_variance")(h)
+            v = sanitize(jnp.abs(jnp.exp(log_v) + VARIANCE_FLOOR))
+            return dist.Normal(sanitize(loc), jnp.sqrt(v))
+        if self.likelihood == "normal_fixed_variance":
+            loc = Linear(self.n_output, self.init_scheme, name="loc")(h)
+            log_v = self.param("log_variance", nn.initializers.zeros, (self.n_output,), jnp.float32)
+            v = jnp.exp(log_v) + VARIANCE_FLOOR
+            return dist.Normal(loc, jnp.broadcast_to(jnp.sqrt(v), loc.shape))
+        if self.likelihood == "poisson":
+            rate = jax.nn.softplus(Linear(self.n_output, self.init_scheme, name="rate")(h))
+            return dist.Poisson(jnp.maximum(rate, RATE_FLOOR))
+        return self._library_nb(h, x.shape[:-1], library)
+
+    def _library_nb(self, h, cell_shape, library) -> dist.Distribution:
+        logits = Linear(self.n_output, self.init_scheme, name="gene_logits")(h)
+        log_theta = self.param("log_theta", nn.initializers.zeros, (self.n_output,), jnp.float32)
+        if library is None:
+            if not self.is_initializing():
+                raise ValueError("likelihood 'library_nb' needs the library size `library`")
+            library = jnp.ones(cell_shape, h.dtype)
+        library = jnp.broadcast_to(jnp.asarray(library, h.dtype), cell_shape)
+        mu = library[..., None] * jax.nn.softmax(logits, axis=-1)
+        theta = jnp.exp(log_theta)
+        rate = jnp.maximum(theta / (mu + NB_MEAN_OFFSET), RATE_FLOOR)
+        return dist.GammaPoisson(jnp.broadcast_to(theta, rate.shape), rate)

@@ -1,0 +1,1 @@
+"""Training: the objective, the train state and step, the mesh, checkpoints."""

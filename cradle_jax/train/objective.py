@@ -1,0 +1,178 @@
+"""The CRADLE-VAE objective as a pure function (params, batch, key) → (loss, aux) (SPEC §3, A1).
+
+The ELBO part is NumPyro's: the guide is traced, the model replayed on its samples, and every
+sample site contributes log p − log q with the scale and mask its handlers set (equal to
+`Trace_ELBO().loss` for the same key, tested). Terms are kept per site so they can be logged.
+Only the counterfactual KL (§3.4) is written by hand.
+"""
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+from numpyro import handlers
+
+from cradle_jax.models.cradle import CradleConfig, SiteWeights, guide, model
+
+ALPHA_MODES = ("batch", "split", "off")
+CF_KL_FORMS = ("reference", "exact", "none")
+GLOBAL_SITES = ("mask", "E", "qc_E")
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """α mode (`batch`, `split`, `off` or a float), cf-KL form and its weight β."""
+
+    alpha: str | float = "batch"
+    cf_kl: str = "reference"
+    beta: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.alpha, float | int) and self.alpha not in ALPHA_MODES:
+            raise ValueError(f"loss.alpha must be one of {ALPHA_MODES} or a number: {self.alpha!r}")
+        if self.cf_kl not in CF_KL_FORMS:
+            raise ValueError(f"loss.cf_kl must be one of {CF_KL_FORMS}, got {self.cf_kl!r}")
+
+
+def class_weight(batch: dict, stats: dict, loss_cfg: LossConfig) -> tuple[jax.Array, jax.Array]:
+    """α and the per-cell reconstruction weight α(1−c̃) + (1−α)c̃ (§3.2), c̃ = fail-any.
+
+    `batch`: α = fail fraction of the batch's real cells (0 when it has no fail cell, so its pass
+    cells carry no reconstruction weight: reference behaviour, K3); `split`: the training split's
+    fail fraction (`stats["fail_fraction"]`); a number: fixed α; `off`: weight 1 for every cell.
+    """
+    failed = jnp.max(batch["qc"], axis=-1) > 0
+    if loss_cfg.alpha == "off":
+        return jnp.asarray(jnp.nan), jnp.ones_like(batch["weight"])
+    if loss_cfg.alpha == "batch":
+        n = jnp.maximum(batch["weight"].sum(), 1.0)
+        alpha = jnp.sum(batch["weight"] * failed) / n
+    elif loss_cfg.alpha == "split":
+        alpha = jnp.asarray(stats["fail_fraction"], jnp.float32)
+    else:
+        alpha = jnp.asarray(loss_cfg.alpha, jnp.float32)
+    return alpha, jnp.where(failed, 1.0 - alpha, alpha)
+
+
+def site_weights(
+    batch: dict, stats: dict, cfg: CradleConfig, loss_cfg: LossConfig
+) -> tuple[SiteWeights, jax.Array]:
+    """The §3.3 plate weights W, V summed over the batch's cells, and α; all / (P · real cells)."""
+    w = batch["weight"]
+    norm = cfg.n_particles * jnp.maximum(w.sum(), 1.0)
+
+    def per_column(indicator: jax.Array, n_obs: jax.Array) -> jax.Array:
+        counts = jnp.sum(indicator * w[:, None], axis=0)
+        return jnp.where(n_obs > 0, counts / jnp.where(n_obs > 0, n_obs, 1.0), 0.0) / norm
+
+    alpha, gamma = class_weight(batch, stats, loss_cfg)
+    weights = SiteWeights(
+        perturbation=per_column(batch["D"] != 0, stats["obs_dosage"]),
+        qc=per_column(batch["qc"] != 0, stats["obs_qc"]),
+        cell=w / norm,
+        reconstruction=w * gamma / norm,
+    )
+    return weights, alpha
+
+
+def _site_log_prob(site: dict) -> jax.Array:
+    """A site's log-density summed, with its handlers' mask (inside `fn`) and scale applied."""
+    log_prob = site["fn"].log_prob(site["value"])
+    if site["scale"] is not None:
+        log_prob = log_prob * site["scale"]
+    return jnp.sum(log_prob)
+
+
+def _traces(params: dict, batch: dict, stats: dict, weights: SiteWeights, cfg, key: jax.Array):
+    """Guide trace and the model replayed on it; keys split as NumPyro's Trace_ELBO does."""
+    model_key, guide_key = jax.random.split(key)
+    guide_trace = handlers.trace(
+        handlers.seed(handlers.substitute(guide, data=params), guide_key)
+    ).get_trace(batch, stats, weights, cfg)
+    model_trace = handlers.trace(
+        handlers.replay(
+            handlers.seed(handlers.substitute(model, data=params), model_key), guide_trace
+        )
+    ).get_trace(batch, stats, weights, cfg)
+    return guide_trace, model_trace
+
+
+def gaussian_cf_kl(
+    loc_ref: jax.Array, scale_ref: jax.Array, loc_cf: jax.Array, scale_cf: jax.Array, form: str
+) -> jax.Array:
+    """Per element (P, B, L): `reference` = §3.4 κ (no 1/σ₂² on the mean term, K1); `exact` KL."""
+    ratio = (scale_ref / scale_cf) ** 2
+    mean_term = (loc_ref - loc_cf) ** 2
+    if form == "exact":
+        mean_term = mean_term / scale_cf**2
+    return 0.5 * (ratio - 1.0 - jnp.log(ratio) + mean_term)
+
+
+def counterfactual_kl(
+    params: dict, batch: dict, stats: dict, weights, guide_trace, cfg, form: str, key: jax.Array
+) -> jax.Array:
+    """K of §3.4: the reference cell's basal posterior vs this cell's counterfactual posterior.
+
+    The reference pass is an independent guide call on (x^cf, d, 1−c) with fresh global samples
+    (K8 kept). `reference`: Σ_l (1/P) Σ_p Σ_{i with a reference} κ; `exact`: the Gaussian KL
+    summed over L, averaged over particles and over cells with a reference.
+    """
+    reference = {**batch, "X": batch["cfX"], "qc": 1.0 - batch["qc"]}
+    ref_trace = handlers.trace(
+        handlers.seed(handlers.substitute(guide, data=params), key)
+    ).get_trace(reference, stats, weights, cfg)
+    kl = gaussian_cf_kl(
+        ref_trace["z_loc"]["value"],
+        ref_trace["z_scale"]["value"],
+        guide_trace["z_cf_loc"]["value"],
+        guide_trace["z_cf_scale"]["value"],
+        form,
+    )
+    per_cell = kl.sum(axis=-1).mean(axis=0)  # (B,)
+    has_reference = (batch["cfX"].sum(axis=-1) != 0) & (batch["weight"] > 0)
+    total = jnp.sum(jnp.where(has_reference, per_cell, 0.0))
+    if form == "exact":
+        return total / jnp.maximum(has_reference.sum(), 1)
+    return total
+
+
+def cradle_loss(
+    params: dict,
+    batch: dict,
+    stats: dict,
+    key: jax.Array,
+    cfg: CradleConfig,
+    loss_cfg: LossConfig,
+) -> tuple[jax.Array, dict]:
+    """−ELBO (mean over real cells and particles) + β·K, and every term for logging (§3.5)."""
+    weights, alpha = site_weights(batch, stats, cfg, loss_cfg)
+    elbo_key, ref_key = jax.random.split(key)
+    guide_trace, model_trace = _traces(params, batch, stats, weights, cfg, elbo_key)
+    aux = {"loss_term_reconstruction": -_site_log_prob(model_trace["x"])}
+    for name in (*GLOBAL_SITES, "z_basal"):
+        term = _site_log_prob(model_trace[name]) - _site_log_prob(guide_trace[name])
+        aux[f"loss_term_{name}"] = -term
+    negative_elbo = sum(aux.values())
+    if loss_cfg.cf_kl == "none":
+        cf = jnp.zeros(())
+    else:
+        cf = counterfactual_kl(
+            params, batch, stats, weights, guide_trace, cfg, loss_cfg.cf_kl, ref_key
+        )
+    aux["cf_KLdivergence"] = loss_cfg.beta * cf
+    aux["negative_elbo"] = negative_elbo
+    aux["alpha"] = alpha
+    return negative_elbo + loss_cfg.beta * cf, aux
+
+
+def init_params(key: jax.Array, batch: dict, stats: dict, cfg: CradleConfig) -> dict:
+    """Initial parameters of guide and model (flax modules and free parameters) for `cfg`."""
+    weights, _ = site_weights(batch, stats, cfg, LossConfig(alpha="off", cf_kl="none"))
+    guide_key, model_key = jax.random.split(key)
+    params = {}
+    for program, program_key in ((guide, guide_key), (model, model_key)):
+        trace = handlers.trace(handlers.seed(program, program_key)).get_trace(
+            batch, stats, weights, cfg
+        )
+        params.update({k: s["value"] for k, s in trace.items() if s["type"] == "param"})
+    return params

@@ -1,0 +1,275 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from numpyro.infer import Trace_ELBO
+
+from cradle_jax.models.cradle import decoder_input, guide, model, offsets
+from cradle_jax.train import objective
+from cradle_jax.train.objective import LossConfig, gaussian_cf_kl, site_weights
+from tests.models.conftest import tiny_batch, tiny_config, tiny_stats
+
+# Compiled once per shape and config: eager NumPyro tracing is ~10x slower than compiling.
+cradle_loss = jax.jit(objective.cradle_loss, static_argnames=("cfg", "loss_cfg"))
+init_params = jax.jit(objective.init_params, static_argnames=("cfg",))
+
+
+@jax.jit(static_argnames=("cfg", "loss_cfg", "term"))
+def term_and_grads(params, batch, stats, key, cfg, loss_cfg, term):
+    """One aux term, and its gradients w.r.t. the params, the counts X and the references cfX."""
+
+    def f(p, x, cf_x):
+        return objective.cradle_loss(p, {**batch, "X": x, "cfX": cf_x}, stats, key, cfg, loss_cfg)[
+            1
+        ][term]
+
+    return jax.value_and_grad(f, argnums=(0, 1, 2))(params, batch["X"], batch["cfX"])
+
+
+@pytest.fixture
+def params(cfg, batch, stats):
+    return init_params(jax.random.key(0), batch, stats, cfg)
+
+
+def test_plate_weights_w_and_v_match_numpy(cfg, batch, stats):
+    weights, _ = site_weights(batch, stats, cfg, LossConfig())
+    D, qc, w = (np.asarray(batch[k]) for k in ("D", "qc", "weight"))
+    norm = cfg.n_particles * w.sum()
+    W = (D != 0) / np.asarray(stats["obs_dosage"])[None, :]  # (B, T), §3.3
+    V = (qc != 0) / np.asarray(stats["obs_qc"])[None, :]
+    np.testing.assert_allclose(weights.perturbation, (w[:, None] * W).sum(0) / norm, rtol=1e-6)
+    np.testing.assert_allclose(weights.qc, (w[:, None] * V).sum(0) / norm, rtol=1e-6)
+    np.testing.assert_allclose(weights.cell, w / norm, rtol=1e-6)
+
+
+def test_plate_weight_is_zero_for_a_perturbation_unobserved_in_the_split(cfg, batch, stats):
+    stats = {**stats, "obs_dosage": jnp.asarray([3.0, 0.0, 4.0])}
+    weights, _ = site_weights(batch, stats, cfg, LossConfig())
+    assert weights.perturbation[1] == 0
+    assert np.isfinite(np.asarray(weights.perturbation)).all()
+
+
+@pytest.mark.parametrize("mode", ["batch", "split", 0.3, "off"])
+def test_alpha_modes(cfg, batch, stats, mode):
+    weights, alpha = site_weights(batch, stats, cfg, LossConfig(alpha=mode))
+    w = np.asarray(batch["weight"])
+    failed = np.asarray(batch["qc"]).max(1) > 0
+    expected_alpha = {
+        "batch": (w * failed).sum() / w.sum(),
+        "split": 0.25,
+        0.3: 0.3,
+    }.get(mode)
+    gamma = (
+        np.ones_like(w) if mode == "off" else np.where(failed, 1 - expected_alpha, expected_alpha)
+    )
+    if mode != "off":
+        assert float(alpha) == pytest.approx(expected_alpha)
+    norm = cfg.n_particles * w.sum()
+    np.testing.assert_allclose(weights.reconstruction, w * gamma / norm, rtol=1e-6)
+
+
+def test_alpha_batch_without_fail_cells_gives_pass_cells_zero_weight(cfg, batch, stats):
+    no_fail = {**batch, "qc": jnp.zeros_like(batch["qc"])}
+    weights, alpha = site_weights(no_fail, stats, cfg, LossConfig(alpha="batch"))
+    assert float(alpha) == 0
+    assert float(weights.reconstruction.sum()) == 0
+    loss, aux = cradle_loss(
+        init_params(jax.random.key(0), no_fail, stats, cfg),
+        no_fail,
+        stats,
+        jax.random.key(1),
+        cfg,
+        LossConfig(alpha="batch"),
+    )
+    assert np.isfinite(float(loss))
+    assert float(aux["loss_term_reconstruction"]) == 0
+
+
+def test_decoder_input_composition_both_modes():
+    rng = np.random.default_rng(0)
+    P, B, T, Q, L = 2, 3, 4, 2, 5
+    D = (rng.random((B, T)) < 0.5).astype(np.float32)
+    qc = np.array([[0, 0], [1, 0], [1, 1]], np.float32)
+    M = (rng.random((P, T, L)) < 0.5).astype(np.float32)
+    E, A = rng.normal(size=(P, T, L)), rng.normal(size=(P, Q, L))
+    z_b = rng.normal(size=(P, B, L))
+    z_p, artifact = offsets(jnp.asarray(D), jnp.asarray(qc), M, E, A)
+    for p in range(P):
+        for i in range(B):
+            expected_zp = sum(D[i, t] * M[p, t] * E[p, t] for t in range(T))
+            expected_a = sum(qc[i, j] * A[p, j] for j in range(Q))  # the cell's own criteria (K5)
+            np.testing.assert_allclose(z_p[p, i], expected_zp, rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(artifact[p, i], expected_a, rtol=1e-5, atol=1e-6)
+    concat = decoder_input(z_b, z_p, artifact, sum_mode=False)
+    summed = decoder_input(z_b, z_p, artifact, sum_mode=True)
+    np.testing.assert_allclose(concat, np.concatenate([z_b, z_p, artifact], -1), rtol=1e-6)
+    np.testing.assert_allclose(summed, z_b + z_p + artifact, rtol=1e-6)
+    assert (np.asarray(artifact[:, 0]) == 0).all()  # a pass cell is on the good path
+
+
+@pytest.mark.parametrize("form", ["reference", "exact"])
+def test_cf_kl_forms_match_numpy(form):
+    rng = np.random.default_rng(1)
+    mu1, mu2 = rng.normal(size=(2, 3, 4)), rng.normal(size=(2, 3, 4))
+    s1, s2 = rng.uniform(0.5, 2, size=(2, 3, 4)), rng.uniform(0.5, 2, size=(2, 3, 4))
+    got = gaussian_cf_kl(mu1, s1, mu2, s2, form)
+    mean_term = (mu1 - mu2) ** 2 / (s2**2 if form == "exact" else 1.0)
+    expected = 0.5 * (s1**2 / s2**2 - 1 - np.log(s1**2 / s2**2) + mean_term)
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+    if form == "exact":  # the true KL(N1 || N2), per element, as SciPy-free closed form
+        true_kl = np.log(s2 / s1) + (s1**2 + (mu1 - mu2) ** 2) / (2 * s2**2) - 0.5
+        np.testing.assert_allclose(got, true_kl, rtol=1e-5)
+
+
+def test_negative_elbo_equals_numpyro_trace_elbo(cfg, batch, stats, params):
+    key = jax.random.key(3)
+    loss_cfg = LossConfig(cf_kl="none")
+    _, aux = cradle_loss(params, batch, stats, key, cfg, loss_cfg)
+    weights, _ = site_weights(batch, stats, cfg, loss_cfg)
+    elbo_key, _ = jax.random.split(key)
+    expected = Trace_ELBO().loss(elbo_key, params, model, guide, batch, stats, weights, cfg)
+    assert float(aux["negative_elbo"]) == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_padding_cells_contribute_nothing(cfg, stats):
+    padded, unpadded = tiny_batch(pad=3), tiny_batch(pad=0)
+    params = init_params(jax.random.key(0), unpadded, stats, cfg)
+    fixed = _fixed_samples(cfg)
+    for loss_cfg in (LossConfig(), LossConfig(cf_kl="exact", alpha="split")):
+        a, aux_a = cradle_loss(
+            {**params, **fixed(6)}, unpadded, stats, jax.random.key(1), cfg, loss_cfg
+        )
+        b, aux_b = cradle_loss(
+            {**params, **fixed(9)}, padded, stats, jax.random.key(1), cfg, loss_cfg
+        )
+        for name in aux_a:
+            np.testing.assert_allclose(aux_a[name], aux_b[name], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(a, b, rtol=1e-5)
+
+
+def _fixed_samples(cfg):
+    """Fixed global and basal samples: substituting them makes the loss deterministic."""
+    rng = np.random.default_rng(7)
+    P, T, Q, L = cfg.n_particles, cfg.n_perturbations, cfg.n_qc, cfg.n_latent
+    M = (rng.random((P, T, L)) < 0.5).astype(np.float32)
+    E = rng.normal(size=(P, T, L)).astype(np.float32)
+    A = rng.normal(size=(P, Q, L)).astype(np.float32)
+    z = rng.normal(size=(P, 16, L)).astype(np.float32)
+
+    def for_cells(n: int) -> dict:
+        return {"mask": M, "E": E, "qc_E": A, "z_basal": z[:, :n]}
+
+    return for_cells
+
+
+def test_a_full_pass_counts_each_global_kl_exactly_once(cfg, stats):
+    """Σ over the batches of one pass of (real cells × per-batch global term) = the split's KL/P."""
+    rng = np.random.default_rng(0)
+    n = 24
+    D = np.zeros((n, 3), np.float32)
+    for i in range(n):
+        D[i, rng.choice(3, size=rng.integers(0, 3), replace=False)] = 1
+    qc = (rng.random((n, 1)) < 0.3).astype(np.float32)
+    X = rng.poisson(2.0, (n, 7)).astype(np.float32)
+    split = {
+        "X": X,
+        "D": D,
+        "qc": qc,
+        "cfX": X[::-1].copy(),
+        "library_size": X.sum(1),
+        "weight": np.ones(n, np.float32),
+    }
+    split_stats = {
+        **stats,
+        "obs_dosage": jnp.asarray((D != 0).sum(0), jnp.float32),
+        "obs_qc": jnp.asarray((qc != 0).sum(0), jnp.float32),
+    }
+    params = init_params(
+        jax.random.key(0), {k: jnp.asarray(v) for k, v in split.items()}, split_stats, cfg
+    )
+    fixed = {k: v for k, v in _fixed_samples(cfg)(8).items() if k != "z_basal"}
+    loss_cfg = LossConfig(cf_kl="none")
+    totals = dict.fromkeys(("mask", "E", "qc_E"), 0.0)
+    order = rng.permutation(n)
+    for start in range(0, n, 8):  # three batches of 8 cells, shuffled
+        idx = order[start : start + 8]
+        mini = {k: jnp.asarray(v[idx]) for k, v in split.items()}
+        _, aux = cradle_loss(
+            {**params, **fixed}, mini, split_stats, jax.random.key(2), cfg, loss_cfg
+        )
+        for name in totals:
+            totals[name] += float(aux[f"loss_term_{name}"]) * len(idx)
+    # the whole split in one batch with every plate weight 1/P: each global KL once
+    full = {k: jnp.asarray(v) for k, v in split.items()}
+    _, aux_full = cradle_loss(
+        {**params, **fixed}, full, split_stats, jax.random.key(2), cfg, loss_cfg
+    )
+    for name in totals:
+        np.testing.assert_allclose(
+            totals[name], float(aux_full[f"loss_term_{name}"]) * n, rtol=1e-5
+        )
+    weights, _ = site_weights(full, split_stats, cfg, loss_cfg)
+    np.testing.assert_allclose(
+        np.asarray(weights.perturbation) * cfg.n_particles * n, 1.0, rtol=1e-6
+    )
+    np.testing.assert_allclose(np.asarray(weights.qc) * cfg.n_particles * n, 1.0, rtol=1e-6)
+
+
+@pytest.mark.parametrize("form", ["reference", "exact"])
+def test_gradients_reach_mask_logits_and_both_cf_passes(cfg, batch, stats, params, form):
+    loss_cfg = LossConfig(cf_kl=form)
+    key = jax.random.key(5)
+    # the reconstruction sees M only through its straight-through value
+    _, (g, _, _) = term_and_grads(
+        params, batch, stats, key, cfg, loss_cfg, "loss_term_reconstruction"
+    )
+    assert np.isfinite(g["mask_logits"]).all()
+    assert np.abs(g["mask_logits"]).sum() > 0
+
+    _, (g, gx, gcf) = term_and_grads(params, batch, stats, key, cfg, loss_cfg, "cf_KLdivergence")
+    assert np.abs(gx).sum() > 0, "no gradient through the counterfactual (factual-cell) pass"
+    assert np.abs(gcf).sum() > 0, "no gradient through the reference pass"
+    leaves = jax.tree.leaves(g["basal_encoder$params"])
+    assert sum(float(jnp.abs(x).sum()) for x in leaves) > 0
+
+
+@pytest.mark.parametrize(
+    "case", ["all_zero_cells", "only_controls", "no_fail_cell", "split_without_fail_cells"]
+)
+@pytest.mark.parametrize("sum_mode", [False, True])
+def test_no_nan_in_edge_cases(case, sum_mode, stats):
+    cfg = tiny_config(sum_mode=sum_mode)
+    b = dict(tiny_batch())
+    s = dict(stats)
+    if case == "all_zero_cells":
+        b["X"] = jnp.zeros_like(b["X"])
+        b["library_size"] = jnp.zeros_like(b["library_size"])
+        b["cfX"] = jnp.zeros_like(b["cfX"])
+    elif case == "only_controls":
+        b["D"] = jnp.zeros_like(b["D"])
+    elif case == "no_fail_cell":
+        b["qc"] = jnp.zeros_like(b["qc"])
+    else:
+        b["qc"] = jnp.zeros_like(b["qc"])
+        s["obs_qc"] = jnp.zeros_like(s["obs_qc"])
+        s["fail_fraction"] = jnp.asarray(0.0)
+    params = init_params(jax.random.key(0), b, s, cfg)
+    for loss_cfg in (LossConfig(), LossConfig(alpha="split", cf_kl="exact")):
+        loss, grads = term_and_grads(
+            params, b, s, jax.random.key(1), cfg, loss_cfg, "negative_elbo"
+        )
+        assert np.isfinite(float(loss)), case
+        assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(grads)), case
+
+
+def test_qc_mode_each_runs_with_per_criterion_weights():
+    cfg = tiny_config(n_qc=2)
+    b, s = tiny_batch(n_qc=2), tiny_stats(n_qc=2)
+    params = init_params(jax.random.key(0), b, s, cfg)
+    loss, _ = cradle_loss(params, b, s, jax.random.key(1), cfg, LossConfig())
+    assert np.isfinite(float(loss))
+    weights, _ = site_weights(b, s, cfg, LossConfig())
+    qc = np.asarray(b["qc"])
+    np.testing.assert_allclose(
+        weights.qc, (qc != 0).sum(0) / 3.0 / (cfg.n_particles * 6), rtol=1e-6
+    )
