@@ -100,7 +100,7 @@ def offsets(D: jax.Array, qc: jax.Array, M: jax.Array, E: jax.Array, A: jax.Arra
     return jnp.einsum("bt,ptl->pbl", D, M * E), jnp.einsum("bq,pql->pbl", qc, A)
 
 
-def _global_guide(cfg: CradleConfig, weights: SiteWeights):
+def global_guide(cfg: CradleConfig, weights: SiteWeights):
     """q(M) q(E | M) q(A): the global sites, shared by training and generation."""
     P, T, Q, L = cfg.n_particles, cfg.n_perturbations, cfg.n_qc, cfg.n_latent
     logits = numpyro.param("mask_logits", jnp.full((T, L), cfg.mask_init_logits, jnp.float32))
@@ -142,7 +142,7 @@ def guide(batch: dict, stats: dict, weights: SiteWeights, cfg: CradleConfig) -> 
     `z_cf_loc`, `z_cf_scale` (P, B, L) for the counterfactual KL and never sampled; the factual
     posterior's parameters are recorded as `z_loc`, `z_scale` (the reference pass reads them).
     """
-    M, E, A = _global_guide(cfg, weights)
+    M, E, A = global_guide(cfg, weights)
     basal_encoder = flax_module(
         "basal_encoder",
         LikelihoodMLP(

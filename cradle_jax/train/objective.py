@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 from numpyro import handlers
 
-from cradle_jax.models.cradle import CradleConfig, SiteWeights, guide, model
+from cradle_jax.models.cradle import CradleConfig, SiteWeights, global_guide, guide, model
 
 ALPHA_MODES = ("batch", "split", "off")
 CF_KL_FORMS = ("reference", "exact", "none")
@@ -176,3 +176,44 @@ def init_params(key: jax.Array, batch: dict, stats: dict, cfg: CradleConfig) -> 
         )
         params.update({k: s["value"] for k, s in trace.items() if s["type"] == "param"})
     return params
+
+
+def sample_global_posterior(params: dict, key: jax.Array, cfg: CradleConfig) -> dict:
+    """P samples of the global variables from the guide: {mask, E, qc_E}, each (P, ·, L)."""
+    unit = SiteWeights(
+        perturbation=jnp.ones(cfg.n_perturbations),
+        qc=jnp.ones(cfg.n_qc),
+        cell=jnp.ones(1),
+        reconstruction=jnp.ones(1),
+    )
+    trace = handlers.trace(
+        handlers.seed(handlers.substitute(global_guide, data=params), key)
+    ).get_trace(cfg, unit)
+    return {name: trace[name]["value"] for name in GLOBAL_SITES}
+
+
+def predictive_iwelbo(
+    params: dict, global_samples: dict, batch: dict, stats: dict, key: jax.Array, cfg: CradleConfig
+) -> jax.Array:
+    """Per-cell predictive IWELBO (§5.6), (B,); 0 for padding cells.
+
+    The global samples (from `sample_global_posterior`, P = cfg.n_particles) are shared by all
+    batches; per particle w = log p(x | z_b, ...) + log p(z_b) − log q(z_b) on the cell's own
+    decoder path, with no α and no prior on the globals; IWELBO = logsumexp_p w − log P.
+    """
+    w = batch["weight"]
+    unit = SiteWeights(
+        perturbation=jnp.ones(cfg.n_perturbations), qc=jnp.ones(cfg.n_qc), cell=w, reconstruction=w
+    )
+    guide_trace, model_trace = _traces({**params, **global_samples}, batch, stats, unit, cfg, key)
+
+    def log_prob(site: dict) -> jax.Array:
+        return site["fn"].log_prob(site["value"])  # (P, B), unscaled; padding masked to 0
+
+    log_w = (
+        log_prob(model_trace["x"])
+        + log_prob(model_trace["z_basal"])
+        - log_prob(guide_trace["z_basal"])
+    )
+    iwelbo = jax.nn.logsumexp(log_w, axis=0) - jnp.log(cfg.n_particles)
+    return jnp.where(w > 0, iwelbo, 0.0)

@@ -1,0 +1,71 @@
+"""A short training run on simulated data with a plain jit + optax loop (until the trainer lands)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from cradle_jax.data.batches import iterate_batches
+from cradle_jax.data.config import data_config
+from cradle_jax.data.dataset import load_perturb_data
+from cradle_jax.data.simulate import SimulationConfig, simulate
+from cradle_jax.train import objective
+from cradle_jax.train.inputs import batch_arrays, cradle_config, split_stats
+
+
+@pytest.fixture(scope="module")
+def trained():
+    sim = simulate(
+        SimulationConfig(
+            n_cells=3000, n_genes=120, n_perturbations=6, n_pairs=3, n_latent=6, seed=0
+        )
+    )
+    config = data_config()
+    config.qc_doublets = False
+    data = load_perturb_data(sim.adata, config, seed=0)
+    cfg = cradle_config(
+        data,
+        n_latent=6,
+        n_particles=2,
+        decoder_n_hidden=48,
+        basal_encoder_n_hidden=48,
+        embedding_encoder_n_hidden=24,
+        embedding_encoder_n_layers=2,
+        mask_prior_prob=0.2,
+    )
+    loss_cfg = objective.LossConfig(alpha="split", cf_kl="reference", beta=0.1)
+    stats = {k: jnp.asarray(v) for k, v in split_stats(data, "train").items()}
+    first = batch_arrays(next(iterate_batches(data, "train", 256, seed=0)))
+    params = jax.jit(objective.init_params, static_argnames="cfg")(
+        jax.random.key(0), first, stats, cfg
+    )
+    optimizer = optax.chain(
+        optax.clip_by_global_norm(100.0), optax.add_decayed_weights(1e-6), optax.adam(3e-3)
+    )
+    opt_state = optimizer.init(params)
+
+    @jax.jit
+    def step(params, opt_state, batch, key):
+        (loss, _), grads = jax.value_and_grad(objective.cradle_loss, has_aux=True)(
+            params, batch, stats, key, cfg, loss_cfg
+        )
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    losses, n_steps = [], 0
+    for epoch in range(20):
+        for batch in iterate_batches(data, "train", 256, seed=0, epoch=epoch):
+            key = jax.random.fold_in(jax.random.key(1), n_steps)
+            params, opt_state, loss = step(params, opt_state, batch_arrays(batch), key)
+            losses.append(float(loss))
+            n_steps += 1
+    return np.array(losses), params
+
+
+def test_training_lowers_the_loss_without_nan(trained):
+    losses, params = trained
+    assert np.isfinite(losses).all()
+    assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(params))
+    first, last = losses[:20].mean(), losses[-20:].mean()
+    assert last < 0.85 * first, (first, last)
