@@ -23,7 +23,7 @@ def setup():
 
 
 def test_global_samples_have_the_particle_axis(setup):
-    cfg, _, _, _, samples = setup
+    _, _, _, _, samples = setup
     assert samples["mask"].shape == (4, 3, 4)
     assert samples["E"].shape == (4, 3, 4)
     assert samples["qc_E"].shape == (4, 1, 4)

@@ -1,4 +1,4 @@
-"""A short training run on simulated data with a plain jit + optax loop (until the trainer lands)."""
+"""A short training run on simulated data, with a plain jit + optax loop until the trainer lands."""
 
 import jax
 import jax.numpy as jnp
