@@ -34,16 +34,19 @@ class LossConfig:
             raise ValueError(f"loss.cf_kl must be one of {CF_KL_FORMS}, got {self.cf_kl!r}")
 
 
-def class_weight(batch: dict, stats: dict, loss_cfg: LossConfig) -> tuple[jax.Array, jax.Array]:
+def class_weight(
+    batch: dict, stats: dict, loss_cfg: LossConfig
+) -> tuple[jax.Array | None, jax.Array]:
     """α and the per-cell reconstruction weight α(1−c̃) + (1−α)c̃ (§3.2), c̃ = fail-any.
 
     `batch`: α = fail fraction of the batch's real cells (0 when it has no fail cell, so its pass
     cells carry no reconstruction weight: reference behaviour, K3); `split`: the training split's
-    fail fraction (`stats["fail_fraction"]`); a number: fixed α; `off`: weight 1 for every cell.
+    fail fraction (`stats["fail_fraction"]`); a number: fixed α; `off`: weight 1 for every cell
+    and no α (None).
     """
     failed = jnp.max(batch["qc"], axis=-1) > 0
     if loss_cfg.alpha == "off":
-        return jnp.asarray(jnp.nan), jnp.ones_like(batch["weight"])
+        return None, jnp.ones_like(batch["weight"])
     if loss_cfg.alpha == "batch":
         n = jnp.maximum(batch["weight"].sum(), 1.0)
         alpha = jnp.sum(batch["weight"] * failed) / n
@@ -56,7 +59,7 @@ def class_weight(batch: dict, stats: dict, loss_cfg: LossConfig) -> tuple[jax.Ar
 
 def site_weights(
     batch: dict, stats: dict, cfg: CradleConfig, loss_cfg: LossConfig
-) -> tuple[SiteWeights, jax.Array]:
+) -> tuple[SiteWeights, jax.Array | None]:
     """The §3.3 plate weights W, V summed over the batch's cells, and α; all / (P · real cells)."""
     w = batch["weight"]
     norm = cfg.n_particles * jnp.maximum(w.sum(), 1.0)
@@ -161,7 +164,8 @@ def cradle_loss(
         )
     aux["cf_KLdivergence"] = loss_cfg.beta * cf
     aux["negative_elbo"] = negative_elbo
-    aux["alpha"] = alpha
+    if alpha is not None:
+        aux["alpha"] = alpha
     return negative_elbo + loss_cfg.beta * cf, aux
 
 
