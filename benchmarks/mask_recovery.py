@@ -16,7 +16,6 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import roc_auc_score
 
@@ -26,6 +25,7 @@ from cradle_jax.data.dataset import load_perturb_data
 from cradle_jax.data.simulate import SimulationConfig, simulate
 from cradle_jax.train import objective
 from cradle_jax.train.inputs import batch_arrays, cradle_config, split_stats
+from cradle_jax.train.step import make_optimizer, make_train_step
 
 
 def matched_f1(predicted: np.ndarray, planted: np.ndarray) -> float:
@@ -71,24 +71,16 @@ def main() -> None:
     params = jax.jit(objective.init_params, static_argnames="cfg")(
         jax.random.key(args.seed), first, stats, cfg
     )
-    optimizer = optax.chain(
-        optax.clip_by_global_norm(100.0), optax.add_decayed_weights(1e-6), optax.adam(args.lr)
-    )
+    optimizer = make_optimizer(args.lr)
     opt_state = optimizer.init(params)
 
-    @jax.jit
-    def step(params, opt_state, batch, key):
-        (loss, _), grads = jax.value_and_grad(objective.cradle_loss, has_aux=True)(
-            params, batch, stats, key, cfg, loss_cfg
-        )
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
+    step = make_train_step(cfg, loss_cfg, optimizer)
 
     losses, start = [], time.perf_counter()
     for epoch in range(args.epochs):
         for batch in iterate_batches(data, "train", 256, seed=args.seed, epoch=epoch):
             key = jax.random.fold_in(jax.random.key(args.seed + 1), len(losses))
-            params, opt_state, loss = step(params, opt_state, batch_arrays(batch), key)
+            params, opt_state, loss, _ = step(params, opt_state, batch_arrays(batch), stats, key)
             losses.append(float(loss))
     print(
         f"{len(losses)} steps in {time.perf_counter() - start:.1f} s; loss (mean of 10) "

@@ -3,7 +3,6 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
 from cradle_jax.data.batches import iterate_batches
@@ -12,6 +11,7 @@ from cradle_jax.data.dataset import load_perturb_data
 from cradle_jax.data.simulate import SimulationConfig, simulate
 from cradle_jax.train import objective
 from cradle_jax.train.inputs import batch_arrays, cradle_config, split_stats
+from cradle_jax.train.step import make_optimizer, make_train_step
 
 
 @pytest.fixture(scope="module")
@@ -40,24 +40,16 @@ def trained():
     params = jax.jit(objective.init_params, static_argnames="cfg")(
         jax.random.key(0), first, stats, cfg
     )
-    optimizer = optax.chain(
-        optax.clip_by_global_norm(100.0), optax.add_decayed_weights(1e-6), optax.adam(3e-3)
-    )
+    optimizer = make_optimizer(3e-3)
     opt_state = optimizer.init(params)
 
-    @jax.jit
-    def step(params, opt_state, batch, key):
-        (loss, _), grads = jax.value_and_grad(objective.cradle_loss, has_aux=True)(
-            params, batch, stats, key, cfg, loss_cfg
-        )
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
+    step = make_train_step(cfg, loss_cfg, optimizer)
 
     losses, n_steps = [], 0
     for epoch in range(20):
         for batch in iterate_batches(data, "train", 256, seed=0, epoch=epoch):
             key = jax.random.fold_in(jax.random.key(1), n_steps)
-            params, opt_state, loss = step(params, opt_state, batch_arrays(batch), key)
+            params, opt_state, loss, _ = step(params, opt_state, batch_arrays(batch), stats, key)
             losses.append(float(loss))
             n_steps += 1
     return np.array(losses), params
