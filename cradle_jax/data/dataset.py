@@ -122,7 +122,7 @@ def load_perturb_data(
     fail = qc_rules.total_qc(flags).astype(bool)
 
     split_seed = seed if config.split_seed < 0 else config.split_seed
-    split = _split(adata.obs, labels, vocab, config, split_seed)
+    split = _split(adata.obs, labels, dosage, config, split_seed)
     _check_split(split, labels, vocab, dosage)
     groups = _reference_groups(adata.obs, labels, config.reference_group_key)
     references = refs.sample_references(
@@ -230,14 +230,14 @@ def _qc_matrix(flags: pd.DataFrame, mode: str) -> tuple[np.ndarray, tuple[str, .
 def _split(
     obs: pd.DataFrame,
     labels: np.ndarray,
-    vocab: PerturbationVocabulary,
+    dosage: sp.csr_matrix,
     config: ml_collections.ConfigDict,
     seed: int,
 ) -> np.ndarray:
     if config.split == "random":
         return splits.random_split(len(labels), seed)
     if config.split == "combinations":
-        n_members = np.array([len(vocab.parse(label)) for label in labels])
+        n_members = np.asarray(dosage.sum(axis=1)).ravel()  # multi-hot: singles per cell
         return splits.combinations_split(labels, n_members, seed, config.frac_combinations_train)
     if config.split == "column":
         return splits.column_split(obs, config.split_column)
