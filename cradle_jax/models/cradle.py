@@ -95,9 +95,14 @@ def decoder_input(z_b: jax.Array, z_p: jax.Array, artifact: jax.Array, sum_mode:
     return jnp.concatenate([z_b, z_p, artifact], axis=-1)
 
 
-def offsets(D: jax.Array, qc: jax.Array, M: jax.Array, E: jax.Array, A: jax.Array):
-    """dᵀ(M⊙E) and cᵀA per particle and cell: (B,T),(B,Q),(P,T,L),(P,T,L),(P,Q,L) → 2×(P,B,L)."""
-    return jnp.einsum("bt,ptl->pbl", D, M * E), jnp.einsum("bq,pql->pbl", qc, A)
+def perturbation_offset(D: jax.Array, M: jax.Array, E: jax.Array) -> jax.Array:
+    """dᵀ(M⊙E) per particle and cell: (B, T), (P, T, L), (P, T, L) → (P, B, L)."""
+    return jnp.einsum("bt,ptl->pbl", D, M * E)
+
+
+def artifact_offset(qc: jax.Array, A: jax.Array) -> jax.Array:
+    """cᵀA, the cell's own failed criteria, per particle and cell: (B, Q), (P, Q, L) → (P, B, L)."""
+    return jnp.einsum("bq,pql->pbl", qc, A)
 
 
 def global_guide(cfg: CradleConfig, weights: SiteWeights):
@@ -135,12 +140,18 @@ def global_guide(cfg: CradleConfig, weights: SiteWeights):
     return M, E, A
 
 
-def guide(batch: dict, stats: dict, weights: SiteWeights, cfg: CradleConfig) -> None:
+def guide(
+    batch: dict,
+    stats: dict,
+    weights: SiteWeights,
+    cfg: CradleConfig,
+    counterfactual: bool = True,
+) -> None:
     """q(M) q(E|M) q(A) q(z_b | x, d, c, M, E, A) (§2.1), plus the counterfactual basal posterior.
 
-    The counterfactual posterior q(z_b | x, d, 1−c, ...) is recorded as deterministic sites
-    `z_cf_loc`, `z_cf_scale` (P, B, L) for the counterfactual KL and never sampled; the factual
-    posterior's parameters are recorded as `z_loc`, `z_scale` (the reference pass reads them).
+    With `counterfactual`, q(z_b | x, d, 1−c, ...) is recorded as deterministic sites
+    `z_cf_loc`, `z_cf_scale` (P, B, L) for the counterfactual KL and never sampled; the reference
+    pass, which only needs the factual posterior's `z_loc`, `z_scale`, turns it off.
     """
     M, E, A = global_guide(cfg, weights)
     basal_encoder = flax_module(
@@ -152,16 +163,17 @@ def guide(batch: dict, stats: dict, weights: SiteWeights, cfg: CradleConfig) -> 
     )
     x = log_standardize(batch["X"], stats["norm_mean"], stats["norm_std"])
     x = jnp.broadcast_to(x, (cfg.n_particles, *x.shape))
-    z_p, artifact = offsets(batch["D"], batch["qc"], M, E, A)
-    _, flipped = offsets(batch["D"], 1.0 - batch["qc"], M, E, A)
-    q_cf = basal_encoder(jnp.concatenate([x, z_p, flipped], axis=-1))
-    numpyro.deterministic("z_cf_loc", q_cf.loc)
-    numpyro.deterministic("z_cf_scale", q_cf.scale)
+    z_p = perturbation_offset(batch["D"], M, E)
+    if counterfactual:
+        flipped = artifact_offset(1.0 - batch["qc"], A)
+        q_cf = basal_encoder(jnp.concatenate([x, z_p, flipped], axis=-1))
+        numpyro.deterministic("z_cf_loc", q_cf.loc)
+        numpyro.deterministic("z_cf_scale", q_cf.scale)
     with (
         numpyro.plate("particles", cfg.n_particles, dim=-2),
         numpyro.plate("cells", x.shape[1], dim=-1),
     ):
-        q_zb = basal_encoder(jnp.concatenate([x, z_p, artifact], axis=-1))
+        q_zb = basal_encoder(jnp.concatenate([x, z_p, artifact_offset(batch["qc"], A)], axis=-1))
         numpyro.deterministic("z_loc", q_zb.loc)
         numpyro.deterministic("z_scale", q_zb.scale)
         _weighted_site("z_basal", q_zb.to_event(1), weights.cell)
@@ -198,7 +210,7 @@ def model(batch: dict, stats: dict, weights: SiteWeights, cfg: CradleConfig) -> 
             z_b = _weighted_site(
                 "z_basal", dist.Normal(0.0, 1.0).expand((P, B, L)).to_event(1), weights.cell
             )
-            z_p, artifact = offsets(batch["D"], batch["qc"], M, E, A)
-            u = decoder_input(z_b, z_p, artifact, cfg.sum_mode)
+            z_p = perturbation_offset(batch["D"], M, E)
+            u = decoder_input(z_b, z_p, artifact_offset(batch["qc"], A), cfg.sum_mode)
             p_x = decoder(u, batch["library_size"])
             _weighted_site("x", p_x.to_event(1), weights.reconstruction, obs=batch.get("X"))

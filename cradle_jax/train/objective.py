@@ -123,7 +123,7 @@ def counterfactual_kl(
     reference = {**batch, "X": batch["cfX"], "qc": 1.0 - batch["qc"]}
     ref_trace = handlers.trace(
         handlers.seed(handlers.substitute(guide, data=params), key)
-    ).get_trace(reference, stats, weights, cfg)
+    ).get_trace(reference, stats, weights, cfg, counterfactual=False)
     kl = gaussian_cf_kl(
         ref_trace["z_loc"]["value"],
         ref_trace["z_scale"]["value"],

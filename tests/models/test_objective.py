@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 from numpyro.infer import Trace_ELBO
 
-from cradle_jax.models.cradle import decoder_input, guide, model, offsets
+from cradle_jax.models.cradle import (
+    artifact_offset,
+    decoder_input,
+    guide,
+    model,
+    perturbation_offset,
+)
 from cradle_jax.train import objective
 from cradle_jax.train.objective import LossConfig, gaussian_cf_kl, site_weights
 from tests.models.conftest import tiny_batch, tiny_config, tiny_stats
@@ -93,7 +99,8 @@ def test_decoder_input_composition_both_modes():
     M = (rng.random((P, T, L)) < 0.5).astype(np.float32)
     E, A = rng.normal(size=(P, T, L)), rng.normal(size=(P, Q, L))
     z_b = rng.normal(size=(P, B, L))
-    z_p, artifact = offsets(jnp.asarray(D), jnp.asarray(qc), M, E, A)
+    z_p = perturbation_offset(jnp.asarray(D), M, E)
+    artifact = artifact_offset(jnp.asarray(qc), A)
     for p in range(P):
         for i in range(B):
             expected_zp = sum(D[i, t] * M[p, t] * E[p, t] for t in range(T))
