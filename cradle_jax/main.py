@@ -5,11 +5,14 @@ a bug and keeps its traceback.
 """
 
 import sys
+from pathlib import Path
 
+import jax
 from absl import app, flags, logging
 
-from cradle_jax.cli import inspect, simulate
+from cradle_jax.cli import inspect, simulate, train
 from cradle_jax.data.errors import DataError
+from cradle_jax.train.errors import RunError
 
 SEED = flags.DEFINE_integer("seed", 0, "the one seed every random choice derives from")
 OUT = flags.DEFINE_string("out", None, "output file")
@@ -17,6 +20,7 @@ OUT = flags.DEFINE_string("out", None, "output file")
 SUBCOMMANDS = {
     "simulate": "write a simulated dataset with planted truth (--out FILE.h5ad)",
     "inspect": "validate an .h5ad and print its summary (--data FILE.h5ad)",
+    "train": "train an experiment (--config experiments/configs/NAME.py --workdir DIR)",
 }
 USAGE = "usage: cradle-jax SUBCOMMAND [--flags]\n" + "".join(
     f"  {name:<10} {text}\n" for name, text in SUBCOMMANDS.items()
@@ -35,12 +39,18 @@ def main(argv: list[str]) -> None:
             simulate.run(SEED.value, OUT.value)
         elif command == "inspect":
             inspect.run(SEED.value)
-    except (DataError, flags.ValidationError, OSError) as err:
+        elif command == "train":
+            train.run(SEED.value if flags.FLAGS["seed"].present else None)
+    except (DataError, RunError, flags.ValidationError, OSError) as err:
         sys.stderr.write(f"cradle-jax {command}: error: {err}\n")
         sys.exit(2)
 
 
 def run() -> None:
-    """Console-script entry point."""
+    """Console-script entry point; compiled XLA programs are cached on disk between runs."""
+    if not jax.config.jax_compilation_cache_dir:
+        jax.config.update(
+            "jax_compilation_cache_dir", str(Path.home() / ".cache" / "cradle_jax" / "xla")
+        )
     logging.set_verbosity(logging.WARNING)
     app.run(main)

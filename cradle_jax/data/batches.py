@@ -15,6 +15,8 @@ from cradle_jax.data.dataset import PerturbData
 from cradle_jax.data.references import reference_medians
 from cradle_jax.data.seeding import host_rng
 
+PADDING = -1  # row index of a padding cell
+
 
 @dataclass(frozen=True)
 class Batch:
@@ -63,8 +65,41 @@ def build_batch(data: PerturbData, index: np.ndarray, pad_to: int) -> Batch:
         cfX=padded(cf),
         library_size=padded(data.library_size[index]),
         weight=padded(weight),
-        index=padded(index.astype(np.int64), -1),
+        index=padded(index.astype(np.int64), PADDING),
     )
+
+
+def batch_indices(
+    data: PerturbData,
+    split: str,
+    batch_size: int,
+    *,
+    seed: int,
+    epoch: int = 0,
+    shuffle: bool = True,
+    pad_multiple: int | None = None,
+    start_batch: int = 0,
+) -> Iterator[np.ndarray]:
+    """Row indices of each batch of one split for one epoch, from batch `start_batch` on.
+
+    Each array is padded with PADDING (-1) at its end to a multiple of `pad_multiple`, which
+    defaults to `batch_size` so every batch has the same shape.
+    """
+    pad_multiple = pad_multiple or batch_size
+    if batch_size % pad_multiple:
+        raise ValueError(f"batch size {batch_size} is not a multiple of {pad_multiple}")
+    cells = data.cells(split)
+    order = epoch_order(cells, seed, epoch) if shuffle else cells
+    for start in range(start_batch * batch_size, len(order), batch_size):
+        index = order[start : start + batch_size].astype(np.int64)
+        pad_to = -(-len(index) // pad_multiple) * pad_multiple
+        yield np.concatenate([index, np.full(pad_to - len(index), PADDING, dtype=np.int64)])
+
+
+def build_local_batch(data: PerturbData, index: np.ndarray, rows: slice) -> Batch:
+    """The rows `rows` of a padded batch `index`: the share one process feeds to its devices."""
+    local = index[rows]
+    return build_batch(data, local[local != PADDING], pad_to=len(local))
 
 
 def iterate_batches(
@@ -78,15 +113,15 @@ def iterate_batches(
     pad_multiple: int | None = None,
     start_batch: int = 0,
 ) -> Iterator[Batch]:
-    """Batches of one split for one epoch, from batch `start_batch` on.
-
-    `pad_multiple` defaults to `batch_size`, so every batch has the same shape.
-    """
-    pad_multiple = pad_multiple or batch_size
-    if batch_size % pad_multiple:
-        raise ValueError(f"batch size {batch_size} is not a multiple of {pad_multiple}")
-    cells = data.cells(split)
-    order = epoch_order(cells, seed, epoch) if shuffle else cells
-    for start in range(start_batch * batch_size, len(order), batch_size):
-        index = order[start : start + batch_size]
-        yield build_batch(data, index, pad_to=-(-len(index) // pad_multiple) * pad_multiple)
+    """Whole batches of one split for one epoch (see `batch_indices`)."""
+    for index in batch_indices(
+        data,
+        split,
+        batch_size,
+        seed=seed,
+        epoch=epoch,
+        shuffle=shuffle,
+        pad_multiple=pad_multiple,
+        start_batch=start_batch,
+    ):
+        yield build_local_batch(data, index, slice(None))

@@ -1,12 +1,19 @@
-"""The optimiser of SPEC A3 and one jit-compiled training step over the CRADLE objective."""
+"""The optimiser of SPEC A3 and the jit-compiled train and evaluation steps over a mesh.
+
+Batches arrive row-sharded over the mesh's "data" axis, everything else replicated (A3). The
+step is one XLA program; on several devices XLA inserts the gradient all-reduce itself.
+"""
 
 from collections.abc import Callable
 
 import jax
 import optax
+from jax.sharding import Mesh
 
 from cradle_jax.models.cradle import CradleConfig
+from cradle_jax.train.mesh import replicated, row_sharded
 from cradle_jax.train.objective import LossConfig, cradle_loss
+from cradle_jax.train.state import TrainState
 
 
 def make_optimizer(
@@ -21,16 +28,56 @@ def make_optimizer(
 
 
 def make_train_step(
-    cfg: CradleConfig, loss_cfg: LossConfig, optimizer: optax.GradientTransformation
+    cfg: CradleConfig,
+    loss_cfg: LossConfig,
+    optimizer: optax.GradientTransformation,
+    mesh: Mesh | None = None,
 ) -> Callable:
-    """step(params, opt_state, batch, stats, key) → (params, opt_state, loss, aux), jitted."""
+    """step(state, batch, stats, run_key) → (state, loss, aux), jitted; the old state is donated.
 
-    @jax.jit
-    def step(params, opt_state, batch, stats, key):
+    `run_key` is the run's training key as raw key data (uint32, `jax.random.key_data`); step s
+    draws from fold_in(run_key, s), so a resumed run draws what an uninterrupted one would (A4).
+    With a mesh the batch must be row-sharded over it and the rest replicated.
+    """
+
+    def step(state: TrainState, batch: dict, stats: dict, run_key: jax.Array):
+        key = jax.random.fold_in(jax.random.wrap_key_data(run_key), state.step)
         (loss, aux), grads = jax.value_and_grad(cradle_loss, has_aux=True)(
-            params, batch, stats, key, cfg, loss_cfg
+            state.params, batch, stats, key, cfg, loss_cfg
         )
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss, aux
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        new_state = TrainState(
+            params=optax.apply_updates(state.params, updates),
+            opt_state=opt_state,
+            step=state.step + 1,
+        )
+        return new_state, loss, aux
 
-    return step
+    if mesh is None:
+        return jax.jit(step, donate_argnums=0)
+    repl = replicated(mesh)
+    return jax.jit(
+        step,
+        in_shardings=(repl, row_sharded(mesh), repl, repl),
+        out_shardings=repl,
+        donate_argnums=0,
+    )
+
+
+def make_eval_step(cfg: CradleConfig, loss_cfg: LossConfig, mesh: Mesh | None = None) -> Callable:
+    """evaluate(params, batch, stats, key_data, i) → (loss, aux), jitted, without gradients.
+
+    Draws from fold_in(key_data, i). (real cells)·loss summed over one pass of a split is that
+    split's whole objective: the per-cell terms of every cell plus each global KL once (§3.3).
+    """
+
+    def evaluate(params: dict, batch: dict, stats: dict, key_data: jax.Array, i: jax.Array):
+        key = jax.random.fold_in(jax.random.wrap_key_data(key_data), i)
+        return cradle_loss(params, batch, stats, key, cfg, loss_cfg)
+
+    if mesh is None:
+        return jax.jit(evaluate)
+    repl = replicated(mesh)
+    return jax.jit(
+        evaluate, in_shardings=(repl, row_sharded(mesh), repl, repl, repl), out_shardings=repl
+    )

@@ -1,4 +1,4 @@
-"""A short training run on simulated data, with a plain jit + optax loop until the trainer lands."""
+"""A short training run on simulated data with the jit train step and no trainer around it."""
 
 import jax
 import jax.numpy as jnp
@@ -11,6 +11,7 @@ from cradle_jax.data.dataset import load_perturb_data
 from cradle_jax.data.simulate import SimulationConfig, simulate
 from cradle_jax.train import objective
 from cradle_jax.train.inputs import batch_arrays, cradle_config, split_stats
+from cradle_jax.train.state import TrainState
 from cradle_jax.train.step import make_optimizer, make_train_step
 
 
@@ -41,18 +42,16 @@ def trained():
         jax.random.key(0), first, stats, cfg
     )
     optimizer = make_optimizer(3e-3)
-    opt_state = optimizer.init(params)
-
+    state = TrainState.create(params, optimizer)
     step = make_train_step(cfg, loss_cfg, optimizer)
+    run_key = jax.random.key_data(jax.random.key(1))
 
-    losses, n_steps = [], 0
+    losses = []
     for epoch in range(20):
         for batch in iterate_batches(data, "train", 256, seed=0, epoch=epoch):
-            key = jax.random.fold_in(jax.random.key(1), n_steps)
-            params, opt_state, loss, _ = step(params, opt_state, batch_arrays(batch), stats, key)
+            state, loss, _ = step(state, batch_arrays(batch), stats, run_key)
             losses.append(float(loss))
-            n_steps += 1
-    return np.array(losses), params
+    return np.array(losses), state.params
 
 
 def test_training_lowers_the_loss_without_nan(trained):

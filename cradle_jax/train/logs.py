@@ -1,0 +1,51 @@
+"""The run's metrics on disk: `metrics.jsonl` (one JSON record per line) and TensorBoard events.
+
+A resumed run first drops the records written after the checkpoint it resumes from (the killed
+run may have logged steps that are now replayed), so each step appears once in the JSONL file,
+and the TensorBoard writer purges the same steps from its view.
+"""
+
+import json
+import os
+from pathlib import Path
+
+from tensorboardX import SummaryWriter
+
+JSONL_NAME = "metrics.jsonl"
+TENSORBOARD_DIR = "tensorboard"
+
+
+def _truncate_after(path: Path, step: int) -> None:
+    """Atomically keep only the records of steps ≤ `step`."""
+    if not path.exists():
+        return
+    kept = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= step]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(f"{line}\n" for line in kept))
+    os.replace(tmp, path)
+
+
+class MetricsLog:
+    """Append-only metrics of one run; a no-op on every process but the first."""
+
+    def __init__(self, workdir: str | Path, resume_step: int, enabled: bool = True) -> None:
+        self._enabled = enabled
+        if not enabled:
+            return
+        self._path = Path(workdir) / JSONL_NAME
+        _truncate_after(self._path, resume_step)
+        purge_step = resume_step + 1 if resume_step else None
+        self._writer = SummaryWriter(str(Path(workdir) / TENSORBOARD_DIR), purge_step=purge_step)
+
+    def write(self, step: int, values: dict[str, float]) -> None:
+        """One record {"step": step, **values}; keys like `train/loss` become TensorBoard tags."""
+        if not self._enabled:
+            return
+        with self._path.open("a") as f:
+            f.write(json.dumps({"step": step, **values}) + "\n")
+        for tag, value in values.items():
+            self._writer.add_scalar(tag, value, step)
+
+    def close(self) -> None:
+        if self._enabled:
+            self._writer.close()

@@ -1,0 +1,322 @@
+"""The training loop: epochs, validation, early stopping, checkpoints, resume (SPEC §3.7, A3, A4).
+
+`train_and_evaluate(config, workdir)` is what `cradle-jax train` runs. Killed at any moment and
+started again with the same workdir, it resumes from the latest complete checkpoint and ends
+with the parameters an uninterrupted run would have: the data order of epoch e and the keys of
+step s depend only on (seed, e) and (seed, s), and the checkpoint holds the position in the
+data order.
+"""
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import jax
+import ml_collections
+import numpy as np
+from jax.sharding import Mesh
+from tqdm import tqdm
+
+from cradle_jax import atomic
+from cradle_jax.data.batches import PADDING, batch_indices, build_local_batch, num_batches
+from cradle_jax.data.dataset import PerturbData, load_perturb_data
+from cradle_jax.models.config import resolve_model_config
+from cradle_jax.models.cradle import CradleConfig
+from cradle_jax.train.checkpoints import Checkpoints
+from cradle_jax.train.config import resolve_loss_config
+from cradle_jax.train.errors import RunError
+from cradle_jax.train.inputs import batch_arrays, split_stats
+from cradle_jax.train.iwelbo import split_iwelbo
+from cradle_jax.train.keys import purpose_key
+from cradle_jax.train.logs import MetricsLog
+from cradle_jax.train.mesh import (
+    check_batch_size,
+    data_mesh,
+    global_batch,
+    local_rows,
+    replicate,
+    replicated,
+)
+from cradle_jax.train.objective import LossConfig, init_params
+from cradle_jax.train.state import Progress, TrainState
+from cradle_jax.train.step import make_eval_step, make_optimizer, make_train_step
+from cradle_jax.train.workdir import prepare_workdir
+
+SUMMARY_NAME = "training.json"
+
+
+def _host(value) -> np.ndarray:
+    """A replicated array's value on this process (works on several hosts too)."""
+    return np.asarray(value.addressable_data(0))
+
+
+def _say(text: str) -> None:
+    if jax.process_index() == 0:
+        print(text, flush=True)
+
+
+def _duration(seconds: float) -> str:
+    minutes, seconds = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s"
+
+
+@dataclass
+class Run:
+    """Everything fixed for the length of a run."""
+
+    config: ml_collections.ConfigDict
+    data: PerturbData
+    cfg: CradleConfig
+    loss_cfg: LossConfig
+    mesh: Mesh
+    batch_size: int
+    rows: slice
+    train_stats: dict
+    val_stats: dict
+
+    def batches(self, split: str, *, epoch: int = 0, shuffle: bool = False, start: int = 0):
+        """(number of real cells, global batch) for each batch of `split`."""
+        for index in batch_indices(
+            self.data,
+            split,
+            self.batch_size,
+            seed=self.config.seed,
+            epoch=epoch,
+            shuffle=shuffle,
+            start_batch=start,
+        ):
+            local = batch_arrays(build_local_batch(self.data, index, self.rows))
+            yield int((index != PADDING).sum()), global_batch(local, self.mesh, self.batch_size)
+
+
+def _open_run(config: ml_collections.ConfigDict, mesh: Mesh | None) -> Run:
+    if not config.data.path:
+        raise RunError("config.data.path is empty: pass --config.data.path=FILE.h5ad")
+    data = load_perturb_data(config.data.path, config.data, config.seed)
+    mesh = data_mesh() if mesh is None else mesh
+    check_batch_size(config.train.batch_size, mesh)
+    cfg = resolve_model_config(
+        config.model, len(data.gene_names), data.vocabulary.size, data.qc.shape[1]
+    )
+    return Run(
+        config=config,
+        data=data,
+        cfg=cfg,
+        loss_cfg=resolve_loss_config(config.loss),
+        mesh=mesh,
+        batch_size=config.train.batch_size,
+        rows=local_rows(mesh, config.train.batch_size),
+        train_stats=replicate(split_stats(data, "train"), mesh),
+        val_stats=replicate(split_stats(data, "val"), mesh),
+    )
+
+
+def _initial_state(run: Run, optimizer) -> TrainState:
+    """Fresh parameters from the run's "init" key, identical on every process, replicated."""
+    index = next(batch_indices(run.data, "train", run.batch_size, seed=0, shuffle=False))
+    first = batch_arrays(build_local_batch(run.data, index, slice(None)))
+    key = jax.random.wrap_key_data(purpose_key(run.config.seed, "init"))
+    stats = split_stats(run.data, "train")
+    params = jax.jit(init_params, static_argnames="cfg")(key, first, stats, run.cfg)
+    state = TrainState.create(jax.device_get(params), optimizer)
+    return replicate(jax.device_get(state), run.mesh)
+
+
+def _weighted_sums(sums: dict, n_cells: int, loss, aux: dict) -> dict:
+    terms = {"loss": loss, **aux}
+    return {name: sums.get(name, 0.0) + n_cells * value for name, value in terms.items()}
+
+
+def _validate(run: Run, eval_step, params: dict, epoch: int) -> dict[str, float]:
+    """Cell-weighted means of the loss terms over the validation split."""
+    key_data = replicate(purpose_key(run.config.seed, f"validation/{epoch}"), run.mesh)
+    sums, n_total = {}, 0
+    for i, (n_cells, batch) in enumerate(run.batches("val")):
+        loss, aux = eval_step(params, batch, run.val_stats, key_data, i)
+        sums = _weighted_sums(sums, n_cells, loss, aux)
+        n_total += n_cells
+    return {name: float(_host(value)) / n_total for name, value in sums.items()}
+
+
+def _epoch_line(epoch: int, step: int, train: dict, val: dict, progress: Progress) -> str:
+    best = f"{progress.best_val_loss:.4g} (epoch {progress.best_epoch + 1})"
+    terms = " ".join(
+        f"{name.removeprefix('loss_term_')} {value:.4g}"
+        for name, value in train.items()
+        if name.startswith("loss_term_") or name == "cf_KLdivergence"
+    )
+    return (
+        f"epoch {epoch + 1} step {step} | train loss {train['loss']:.4g} ({terms}) | "
+        f"val loss {val['loss']:.4g} best {best}"
+    )
+
+
+def _train(run: Run, workdir: Path, checkpoints: Checkpoints) -> Progress:
+    """Train until early stopping, max_epochs or max_steps; resume from the latest checkpoint."""
+    tc = run.config.train
+    optimizer = make_optimizer(tc.learning_rate, tc.weight_decay, tc.clip_norm)
+    state = _initial_state(run, optimizer)
+    progress = Progress()
+    if checkpoints.latest_step() is not None:
+        state, progress = checkpoints.restore_latest(state)
+        _say(f"resuming from step {checkpoints.latest_step()} (epoch {progress.epoch + 1})")
+    step = int(_host(state.step))
+    progress.extend(step, tc.max_epochs, tc.max_steps)
+    if progress.finished:
+        return progress
+    train_step = make_train_step(run.cfg, run.loss_cfg, optimizer, run.mesh)
+    eval_step = make_eval_step(run.cfg, run.loss_cfg, run.mesh)
+    run_key = replicate(purpose_key(run.config.seed, "train"), run.mesh)
+    log = MetricsLog(workdir, resume_step=step, enabled=jax.process_index() == 0)
+    n_train = len(run.data.cells("train"))
+    n_batches = num_batches(n_train, run.batch_size)
+    started, steps_at_start = time.perf_counter(), step
+    try:
+        while not progress.finished:
+            epoch_start, cells_this_epoch = time.perf_counter(), 0
+            sums = dict(progress.epoch_sums)
+            bar = tqdm(
+                total=n_batches,
+                initial=progress.batch,
+                desc=f"epoch {progress.epoch + 1}",
+                leave=False,
+                disable=None if jax.process_index() == 0 else True,
+            )
+            for n_cells, batch in run.batches(
+                "train", epoch=progress.epoch, shuffle=True, start=progress.batch
+            ):
+                state, loss, aux = train_step(state, batch, run.train_stats, run_key)
+                sums = _weighted_sums(sums, n_cells, loss, aux)
+                progress.batch += 1
+                progress.epoch_cells += n_cells
+                cells_this_epoch += n_cells
+                step += 1
+                bar.update()
+                if step % tc.log_every_steps == 0:
+                    log.write(step, {"train/step_loss": float(_host(loss))})
+                if tc.max_steps and step >= tc.max_steps:
+                    progress.stop_reason = "max_steps"
+                    break
+                if step % tc.checkpoint_every_steps == 0 and progress.batch < n_batches:
+                    progress.epoch_sums = {k: float(_host(v)) for k, v in sums.items()}
+                    checkpoints.save_latest(step, state, progress)
+            bar.close()
+            progress.epoch_sums = {k: float(_host(v)) for k, v in sums.items()}
+            if progress.batch == n_batches:
+                line = _end_epoch(run, eval_step, state, progress, step, checkpoints, log)
+                per_step = (time.perf_counter() - started) / (step - steps_at_start)
+                steps_left = (tc.max_epochs - progress.epoch) * n_batches
+                if tc.max_steps:
+                    steps_left = min(steps_left, tc.max_steps - step)
+                eta = 0 if progress.finished else per_step * steps_left
+                rate = cells_this_epoch / (time.perf_counter() - epoch_start)
+                _say(f"{line} | {rate:,.0f} cells/s | ETA ≤ {_duration(eta)}")
+            checkpoints.save_latest(step, state, progress)
+    finally:
+        log.close()
+    return progress
+
+
+def _end_epoch(
+    run: Run,
+    eval_step,
+    state: TrainState,
+    progress: Progress,
+    step: int,
+    checkpoints: Checkpoints,
+    log: MetricsLog,
+) -> str:
+    """Validation, early-stopping bookkeeping and the best checkpoint; the epoch's log line."""
+    tc = run.config.train
+    train = {k: v / progress.epoch_cells for k, v in progress.epoch_sums.items()}
+    if not math.isfinite(train["loss"]):
+        raise RunError(
+            f"the training loss became {train['loss']} in epoch {progress.epoch + 1}; "
+            f"try a smaller train.learning_rate"
+        )
+    val = _validate(run, eval_step, state.params, progress.epoch)
+    improved = progress.best_val_loss is None or val["loss"] < progress.best_val_loss
+    if improved:
+        progress.best_val_loss, progress.best_epoch = val["loss"], progress.epoch
+        progress.bad_epochs = 0
+    else:
+        progress.bad_epochs += 1
+    epoch = progress.epoch
+    progress.epoch, progress.batch, progress.epoch_sums, progress.epoch_cells = epoch + 1, 0, {}, 0
+    if tc.patience and progress.bad_epochs >= tc.patience:
+        progress.stop_reason = "early_stopping"
+    elif progress.epoch >= tc.max_epochs:
+        progress.stop_reason = "max_epochs"
+    if improved:
+        checkpoints.save_best(step, state, progress)
+    record = {f"train/{k}": v for k, v in train.items()} | {f"val/{k}": v for k, v in val.items()}
+    log.write(step, {"epoch": epoch + 1, **record})
+    return _epoch_line(epoch, step, train, val, progress)
+
+
+def train_and_evaluate(
+    config: ml_collections.ConfigDict, workdir: str | Path, mesh: Mesh | None = None
+) -> dict:
+    """Train `config` in `workdir` (resuming what is there), then score the best parameters.
+
+    Returns the run summary also written to `workdir/training.json`: steps, epochs, why training
+    stopped, best validation loss and its epoch, and the predictive IWELBO on validation.
+    """
+    workdir = Path(workdir)
+    changed = prepare_workdir(workdir, config, primary=jax.process_index() == 0)
+    if changed:
+        _say(f"resuming with changed settings: {', '.join(changed)}")
+    summary_path = workdir / SUMMARY_NAME
+    checkpoints = Checkpoints(workdir)
+    progress = checkpoints.latest_progress()
+    if progress is not None and summary_path.exists():
+        tc = config.train
+        progress.extend(checkpoints.latest_step(), tc.max_epochs, tc.max_steps)
+        if progress.finished:
+            checkpoints.close()
+            _say(f"{workdir} holds a finished run ({progress.stop_reason}); nothing to do")
+            return json.loads(summary_path.read_text())
+    run = _open_run(config, mesh)
+    try:
+        started = time.perf_counter()
+        progress = _train(run, workdir, checkpoints)
+        summary = {
+            "steps": checkpoints.latest_step(),
+            "epochs": progress.epoch,
+            "stop_reason": progress.stop_reason,
+            "best_epoch": None if progress.best_epoch is None else progress.best_epoch + 1,
+            "best_val_loss": progress.best_val_loss,
+            "cells": {split: len(run.data.cells(split)) for split in ("train", "val", "test")},
+            "devices": run.mesh.size,
+            "processes": jax.process_count(),
+            "seconds_this_run": round(time.perf_counter() - started, 1),
+        }
+        if config.train.iwelbo_particles and checkpoints.best_step() is not None:
+            like = jax.tree.map(
+                lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated(run.mesh)),
+                _initial_state(run, make_optimizer(1e-3)).params,
+            )
+            params = checkpoints.restore_best_params(like)
+            summary["val_iwelbo"] = split_iwelbo(
+                params,
+                run.data,
+                "val",
+                run.cfg,
+                run.mesh,
+                n_particles=config.train.iwelbo_particles,
+                batch_size=config.train.iwelbo_batch_size,
+                key_data=purpose_key(config.seed, "iwelbo"),
+            )
+    finally:
+        checkpoints.close()
+    if jax.process_index() == 0:
+        atomic.write_json(summary_path, summary)
+    _say(
+        f"finished: {summary['stop_reason']}; best val loss {summary['best_val_loss']:.4g} at "
+        f"epoch {summary['best_epoch']}"
+        + (f"; val IWELBO {summary['val_iwelbo']:.4g}" if "val_iwelbo" in summary else "")
+    )
+    return summary
