@@ -4,7 +4,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-DEMO_DIR ?= demo_run
+DEMO_DIR ?= runs/demo
 export JAX_PLATFORMS ?= cpu
 export JAX_COMPILATION_CACHE_DIR ?= $(CURDIR)/.jax_cache
 
@@ -27,7 +27,9 @@ demo: $(STAMP)
 	$(VENV)/bin/cradle-jax simulate --n_cells 6000 --n_genes 500 --n_perturbations 12 \
 	  --n_pairs 8 --artifact_fraction 0.15 --seed 0 --out $(DEMO_DIR)/simulated.h5ad
 	$(VENV)/bin/cradle-jax inspect --data $(DEMO_DIR)/simulated.h5ad --split combinations --seed 0
-	@echo "Training and evaluation join the demo with the trainer and evaluation issues (#5, #6)."
+	$(VENV)/bin/cradle-jax train --config experiments/configs/synthetic.py \
+	  --config.data.path=$(DEMO_DIR)/simulated.h5ad --workdir $(DEMO_DIR)/train --seed 0
+	@echo "Evaluation (metrics table) joins the demo with the evaluation issue (#6)."
 
 test: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
@@ -43,4 +45,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_data.py
 
 clean:
-	rm -rf $(VENV) .jax_cache .pytest_cache .ruff_cache $(DEMO_DIR)
+	rm -rf $(VENV) .jax_cache .pytest_cache .ruff_cache runs

@@ -4,6 +4,7 @@ import jax
 from absl import flags
 from ml_collections import config_flags
 
+from cradle_jax.train.logs import loss_curve
 from cradle_jax.train.loop import train_and_evaluate
 
 CONFIG = config_flags.DEFINE_config_file(
@@ -40,6 +41,8 @@ def run(seed: int | None) -> None:
         config.seed = seed
     try:
         train_and_evaluate(config, WORKDIR.value)
+        if jax.process_index() == 0:
+            print(f"loss curve ({WORKDIR.value}/metrics.jsonl):\n{loss_curve(WORKDIR.value)}")
     finally:
         if DISTRIBUTED.value:
             jax.distributed.shutdown()

@@ -25,6 +25,22 @@ def _truncate_after(path: Path, step: int) -> None:
     os.replace(tmp, path)
 
 
+def loss_curve(workdir: str | Path, rows: int = 8) -> str:
+    """A small table of train and validation loss at up to `rows` evenly spaced epochs."""
+    path = Path(workdir) / JSONL_NAME
+    records = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    epochs = [r for r in records if "epoch" in r]
+    if not epochs:
+        return "no completed epoch yet"
+    picks = sorted({round(i * (len(epochs) - 1) / max(rows - 1, 1)) for i in range(rows)})
+    lines = [f"{'epoch':>6} {'step':>8} {'train loss':>12} {'val loss':>12}"]
+    for r in (epochs[i] for i in picks):
+        lines.append(
+            f"{r['epoch']:>6} {r['step']:>8} {r['train/loss']:>12.4f} {r['val/loss']:>12.4f}"
+        )
+    return "\n".join(lines)
+
+
 class MetricsLog:
     """Append-only metrics of one run; a no-op on every process but the first."""
 

@@ -6,16 +6,8 @@
 
 import ml_collections
 
-from cradle_jax.data.config import data_config
-from cradle_jax.models.config import model_config
-from cradle_jax.train.config import loss_config, train_config
+from cradle_jax.config import default_config
 
 
 def get_config() -> ml_collections.ConfigDict:
-    config = ml_collections.ConfigDict()
-    config.seed = 0  # the one seed of the run; --seed overrides it
-    config.data = data_config()
-    config.model = model_config()
-    config.loss = loss_config()
-    config.train = train_config()
-    return config
+    return default_config()

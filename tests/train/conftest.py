@@ -1,15 +1,20 @@
 """A small simulated dataset on disk and a tiny experiment config for the trainer tests."""
 
-import importlib.util
+import os
+import subprocess
+import sys
 from pathlib import Path
 
+import jax
 import ml_collections
 import orbax.checkpoint as ocp
 import pytest
 
+from cradle_jax.config import load_config_file
 from cradle_jax.data.simulate import SimulationConfig, simulate, write_simulation
 
-CONFIGS = Path(__file__).parents[2] / "experiments" / "configs"
+ROOT = Path(__file__).parents[2]
+CONFIGS = ROOT / "experiments" / "configs"
 
 TINY = {
     "data.qc_doublets": False,
@@ -31,16 +36,9 @@ TINY = {
 }
 
 
-def load_config(name: str = "default") -> ml_collections.ConfigDict:
-    spec = importlib.util.spec_from_file_location(name, CONFIGS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
-
-
 def tiny_config(data_path: Path, **overrides) -> ml_collections.ConfigDict:
     """The default config shrunk to seconds per run; `overrides` as {"train.max_steps": 5}."""
-    config = load_config()
+    config = load_config_file(CONFIGS / "default.py")
     for name, value in {"data.path": str(data_path), **TINY, **overrides}.items():
         section, field = name.split(".")
         config[section][field] = value
@@ -55,11 +53,34 @@ def cli_overrides(data_path: Path, **overrides) -> list[str]:
     ]
 
 
+def start_training(flags: list[str], workdir: Path, *extra: str) -> subprocess.Popen:
+    """`cradle-jax train` in a new process on one CPU device, output captured."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "cradle_jax", "train", *flags, f"--workdir={workdir}", *extra],
+        cwd=ROOT,
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def saved_params(workdir: Path) -> dict:
-    """The parameters of a workdir's latest checkpoint, as host arrays."""
-    with ocp.CheckpointManager((Path(workdir) / "checkpoints" / "latest").absolute()) as manager:
+    """The parameters of a workdir's latest checkpoint on this process's first device.
+
+    The checkpoint may come from a mesh of other devices (8 fake ones, two processes).
+    """
+    directory = (Path(workdir) / "checkpoints" / "latest").absolute()
+    handlers = {"state": ocp.StandardCheckpointHandler()}
+    with ocp.CheckpointManager(directory, item_handlers=handlers) as manager:
+        step = manager.latest_step()
+        device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+        target = jax.tree.map(
+            lambda meta: jax.ShapeDtypeStruct(meta.shape, meta.dtype, sharding=device),
+            manager.item_metadata(step)["state"].tree,
+        )
         restored = manager.restore(
-            manager.latest_step(), args=ocp.args.Composite(state=ocp.args.StandardRestore())
+            step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target))
         )
     return restored["state"]["params"]
 
@@ -71,3 +92,13 @@ def sim_path(tmp_path_factory) -> Path:
     )
     path, _ = write_simulation(sim, tmp_path_factory.mktemp("sim") / "sim.h5ad")
     return path
+
+
+@pytest.fixture(scope="session")
+def reference_run(sim_path, tmp_path_factory) -> Path:
+    """An uninterrupted single-process run of `tiny_config` that other runs must reproduce."""
+    from cradle_jax.train.loop import train_and_evaluate
+
+    workdir = tmp_path_factory.mktemp("reference")
+    train_and_evaluate(tiny_config(sim_path), workdir)
+    return workdir

@@ -99,3 +99,23 @@ def test_a_batch_size_that_does_not_divide_by_the_devices_is_refused():
     check_batch_size(96, two_devices)
     with pytest.raises(ValueError, match="97 does not divide by the 2 devices"):
         check_batch_size(97, two_devices)
+
+
+def test_a_half_written_checkpoint_is_never_loaded(reference_run, tmp_path):
+    import shutil
+
+    from cradle_jax.train.checkpoints import Checkpoints
+
+    latest = reference_run / "checkpoints" / "latest"
+    newest = max(int(p.name) for p in latest.iterdir() if p.name.isdigit())
+    copy = tmp_path / "checkpoints" / "latest"
+    shutil.copytree(latest / str(newest), copy / str(newest))
+    half = copy / f"{newest + 5}.orbax-checkpoint-tmp-1700000000"
+    shutil.copytree(latest / str(newest), half)
+    for file in half.rglob("*"):
+        if file.is_file():
+            file.write_bytes(file.read_bytes()[: len(file.read_bytes()) // 2])
+    checkpoints = Checkpoints(tmp_path)
+    assert checkpoints.latest_step() == newest
+    assert checkpoints.latest_progress().finished
+    checkpoints.close()
