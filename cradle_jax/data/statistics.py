@@ -12,8 +12,8 @@ from cradle_jax.data.counts import CountSource
 class LogStandardizeStats:
     """Per-gene mean and unbiased (N−1) std of log(1+x) over training cells, (G,) float32.
 
-    A gene with zero training variance has std 0; the encoder input sanitises the resulting
-    NaN/inf exactly as §2.3 says (NaN→1e-6, +inf→1e6, −inf→1e-6).
+    A gene with zero training variance has std 0; the encoder divides such a gene by 1 instead
+    (see `cradle_jax.models.cradle.log_standardize`).
     """
 
     mean: np.ndarray

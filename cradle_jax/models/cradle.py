@@ -71,8 +71,13 @@ class SiteWeights:
 
 
 def log_standardize(x: jax.Array, mean: jax.Array, std: jax.Array) -> jax.Array:
-    """(log(1+x) − m)/s with §2.3's sanitising (NaN→1e-6, +inf→1e6, −inf→1e-6)."""
-    z = (jnp.log1p(x) - mean) / std
+    """(log(1+x) − m)/s with §2.3's sanitising (NaN→1e-6, +inf→1e6, −inf→1e-6).
+
+    A gene with zero training variance is divided by 1, not 0 (ours): training cells then get
+    0 where §2.3 gives 1e-6, and a validation or reference cell that expresses a gene no training
+    cell does gets log(1+x) − m instead of 1e6, an input that would blow up the encoder.
+    """
+    z = (jnp.log1p(x) - mean) / jnp.where(std > 0, std, 1.0)
     return jnp.nan_to_num(z, nan=1e-6, posinf=1e6, neginf=1e-6)
 
 

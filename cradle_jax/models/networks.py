@@ -24,6 +24,12 @@ INITS = ("torch", "flax")
 LIKELIHOODS = ("normal", "normal_fixed_variance", "poisson", "library_nb")
 
 VARIANCE_FLOOR = 1e-4  # v = exp(·) + 1e-4 in the normal heads
+# Cap on the log-variance of the normal head (ours, not the original's). Without it, an input far
+# outside the training range (e.g. a reference cell expressing a gene that no training cell
+# expresses: its standardised value is ~1e3 or the 1e6 of §2.3's inf replacement) drives exp(·)
+# to ~1e38, and the cf-KL overflows to inf and its gradient to NaN. e^20 ≈ 5e8 leaves ordinary
+# variances untouched and keeps every KL term finite in float32.
+MAX_LOG_VARIANCE = 20.0
 NB_MEAN_OFFSET = 1e-4  # r = θ / (μ + 1e-4)
 RATE_FLOOR = 1e-6  # clamp of Poisson and Gamma–Poisson rates
 
@@ -136,6 +142,7 @@ class LikelihoodMLP(nn.Module):
         if self.likelihood == "normal":
             loc = Linear(self.n_output, self.init_scheme, name="loc")(h)
             log_v = Linear(self.n_output, self.init_scheme, name="log_variance")(h)
+            log_v = jnp.minimum(log_v, MAX_LOG_VARIANCE)
             v = sanitize(jnp.abs(jnp.exp(log_v) + VARIANCE_FLOOR))
             return dist.Normal(sanitize(loc), jnp.sqrt(v))
         if self.likelihood == "normal_fixed_variance":

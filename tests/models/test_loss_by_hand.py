@@ -120,7 +120,7 @@ def _decoder_logpmf(p, u, x, library, likelihood):
 
 
 def _log_standardize(x, mean, std):
-    return _sanitize((np.log1p(x) - mean) / std)
+    return _sanitize((np.log1p(x) - mean) / np.where(std == 0, 1.0, std))
 
 
 def numpy_objective(params, batch, stats, fixed, cfg, loss_cfg) -> dict:

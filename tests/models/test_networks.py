@@ -75,21 +75,21 @@ def test_normal_head(x):
     np.testing.assert_allclose(d.scale, scale, rtol=1e-5)
 
 
-def test_normal_head_sanitises_inf_and_nan():
+def test_normal_head_sanitises_inf_and_nan_and_caps_the_log_variance():
     m = LikelihoodMLP("normal", n_output=G, n_layers=N_LAYERS, n_hidden=H)
     x = np.ones((B, F), np.float32)
     variables = init(m, x)
     params = jax.tree.map(np.asarray, variables["params"])
     # Zero head kernels: the pre-activations are the biases, set to non-finite values.
     params["loc"] = {"kernel": np.zeros((H, G)), "bias": np.array([np.inf, -np.inf, np.nan, 1.0])}
-    params["log_variance"] = {  # v = exp(·) + 1e-4 = e¹⁰ + 1e-4, +inf, NaN, 1e-4
+    params["log_variance"] = {  # v = exp(min(·, 20)) + 1e-4 = e¹⁰ + 1e-4, e²⁰ + 1e-4, NaN, 1e-4
         "kernel": np.zeros((H, G)),
         "bias": np.array([10.0, np.inf, np.nan, -np.inf]),
     }
     params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), params)
     d = m.apply({"params": params}, x)
     np.testing.assert_allclose(d.loc, np.broadcast_to([1e6, 1e-6, 1e-6, 1.0], (B, G)), rtol=1e-6)
-    v = np.array([np.exp(10.0) + 1e-4, 1e6, 1e-6, 1e-4])
+    v = np.array([np.exp(10.0) + 1e-4, np.exp(20.0) + 1e-4, 1e-6, 1e-4])
     np.testing.assert_allclose(d.scale, np.broadcast_to(np.sqrt(v), (B, G)), rtol=1e-6)
 
 

@@ -269,6 +269,21 @@ def test_no_nan_in_edge_cases(case, sum_mode, stats):
         assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(grads)), case
 
 
+@pytest.mark.parametrize("term", ["negative_elbo", "cf_KLdivergence"])
+def test_genes_without_training_variance_and_huge_counts_stay_finite(cfg, stats, term):
+    # Genes 0-2 are constant over training cells (std 0) but expressed, heavily, in the batch and
+    # in the references: the encoder input must not blow up (no 1e6 inputs, capped log-variance).
+    b = dict(tiny_batch())
+    s = {**stats, "norm_std": stats["norm_std"].at[:3].set(0.0)}
+    b["X"] = b["X"].at[:, :3].set(5e4)
+    b["cfX"] = b["cfX"].at[:, :3].set(1e5)
+    params = init_params(jax.random.key(0), b, s, cfg)
+    for loss_cfg in (LossConfig(), LossConfig(cf_kl="exact")):
+        value, grads = term_and_grads(params, b, s, jax.random.key(1), cfg, loss_cfg, term)
+        assert np.isfinite(float(value))
+        assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(grads))
+
+
 def test_qc_mode_each_runs_with_per_criterion_weights():
     cfg = tiny_config(n_qc=2)
     b, s = tiny_batch(n_qc=2), tiny_stats(n_qc=2)

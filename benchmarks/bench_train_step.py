@@ -1,0 +1,119 @@
+"""Train-step benchmark at the published configs: cells/s, GFLOP/s, roofline ratio, compile time.
+
+One jit-compiled step (`cradle_jax.train.step.make_train_step`, the code `cradle-jax train` runs)
+on a fixed synthetic batch on one device. The reference measured in the same run is the device's
+fp32 matmul throughput (a 2048³ `jnp.dot`), the roofline the step is compared with. FLOPs come
+from XLA's cost analysis of the compiled step.
+
+    python benchmarks/bench_train_step.py --config adamson --steps 20
+"""
+
+import argparse
+import resource
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from cradle_jax.models.cradle import CradleConfig
+from cradle_jax.train.objective import LossConfig, init_params
+from cradle_jax.train.state import TrainState
+from cradle_jax.train.step import make_optimizer, make_train_step
+
+CONFIGS = {
+    # SPEC §6 / issue 9: G simulated genes, T perturbations, L latent, widths, batch, particles.
+    "adamson": dict(G=2000, T=80, L=100, basal=200, decoder=400, embedding=400, batch=512),
+    "norman": dict(G=5000, T=105, L=200, basal=400, decoder=400, embedding=400, batch=512),
+}
+
+
+def synthetic_batch(G: int, T: int, B: int, seed: int = 0) -> tuple[dict, dict]:
+    """Poisson counts around heavy-tailed gene means, one single perturbation per cell (10%
+    controls), 10% QC fails; normalisation statistics from 20·B cells of the same genes."""
+    rng = np.random.default_rng(seed)
+    gene_means = rng.gamma(0.3, 3.0, G)
+    X = rng.poisson(gene_means, size=(B, G)).astype(np.float32)
+    D = np.zeros((B, T), np.float32)
+    treated = rng.random(B) > 0.1
+    D[np.flatnonzero(treated), rng.integers(0, T, treated.sum())] = 1
+    qc = (rng.random((B, 1)) < 0.1).astype(np.float32)
+    cfX = rng.poisson(gene_means, size=(B, G)).astype(np.float32)
+    batch = dict(X=X, D=D, qc=qc, cfX=cfX, library_size=X.sum(1), weight=np.ones(B, np.float32))
+    log_x = np.log1p(rng.poisson(gene_means, size=(20 * B, G))).astype(np.float32)
+    stats = dict(
+        obs_dosage=np.maximum(D.sum(0) * 100, 1).astype(np.float32),
+        obs_qc=np.array([qc.sum() * 100], np.float32),
+        norm_mean=log_x.mean(0),
+        norm_std=log_x.std(0, ddof=1),
+        fail_fraction=np.float32(qc.mean()),
+    )
+    return batch, stats
+
+
+def matmul_gflops(n: int = 2048, repeats: int = 10) -> float:
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    dot = jax.jit(jnp.dot)
+    dot(a, a).block_until_ready()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        dot(a, a).block_until_ready()
+        times.append(time.perf_counter() - start)
+    return 2 * n**3 / np.median(times) / 1e9
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", choices=sorted(CONFIGS), default="adamson")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--particles", type=int, default=5)
+    args = parser.parse_args()
+    c = CONFIGS[args.config]
+    cfg = CradleConfig(
+        n_genes=c["G"],
+        n_perturbations=c["T"],
+        n_latent=c["L"],
+        n_particles=args.particles,
+        basal_encoder_n_hidden=c["basal"],
+        decoder_n_hidden=c["decoder"],
+        embedding_encoder_n_hidden=c["embedding"],
+    )
+    batch, stats = synthetic_batch(c["G"], c["T"], c["batch"])
+    batch, stats = jax.device_put(batch), jax.device_put(stats)
+    optimizer = make_optimizer(3e-4)
+    params = jax.jit(init_params, static_argnames="cfg")(jax.random.key(0), batch, stats, cfg)
+    state = TrainState.create(params, optimizer)
+    step = make_train_step(cfg, LossConfig(), optimizer)
+    run_key = jax.random.key_data(jax.random.key(1))
+
+    start = time.perf_counter()
+    compiled = step.lower(state, batch, stats, run_key).compile()
+    compile_s = time.perf_counter() - start
+    flops = compiled.cost_analysis()["flops"]
+    state, loss, _ = compiled(state, batch, stats, run_key)
+    loss.block_until_ready()
+    times = []
+    for _ in range(args.steps):
+        start = time.perf_counter()
+        state, loss, _ = compiled(state, batch, stats, run_key)
+        loss.block_until_ready()
+        times.append(time.perf_counter() - start)
+    step_s = float(np.median(times))
+    roofline = matmul_gflops()
+    achieved = flops / step_s / 1e9
+    print(
+        f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), jax {jax.__version__}"
+    )
+    sizes = f"G={c['G']} T={c['T']} L={c['L']} batch={c['batch']} P={cfg.n_particles}"
+    print(f"config {args.config}: {sizes}")
+    print(f"compile {compile_s:.1f} s; step median {step_s * 1e3:.1f} ms over {args.steps} steps")
+    print(f"train step: {c['batch'] / step_s:,.0f} cells/s; loss {float(loss):.2f}")
+    print(f"XLA cost analysis: {flops / 1e9:.1f} GFLOP/step, {achieved:.1f} GFLOP/s achieved")
+    ratio = achieved / roofline
+    print(f"reference in this run: fp32 matmul {roofline:.1f} GFLOP/s; ratio {ratio:.3f}")
+    print(f"peak host memory {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6:.2f} GB")
+
+
+if __name__ == "__main__":
+    main()
