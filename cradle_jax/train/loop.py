@@ -24,6 +24,7 @@ from cradle_jax.data.batches import PADDING, batch_indices, build_local_batch, n
 from cradle_jax.data.dataset import PerturbData, load_perturb_data
 from cradle_jax.models.config import resolve_model_config
 from cradle_jax.models.cradle import CradleConfig
+from cradle_jax.train.bundle import param_shapes, write_model_meta
 from cradle_jax.train.checkpoints import Checkpoints
 from cradle_jax.train.config import resolve_loss_config
 from cradle_jax.train.errors import RunError
@@ -280,6 +281,8 @@ def train_and_evaluate(
             _say(f"{workdir} holds a finished run ({progress.stop_reason}); nothing to do")
             return json.loads(summary_path.read_text())
     run = _open_run(config, mesh)
+    if jax.process_index() == 0:
+        write_model_meta(workdir, run.data, run.cfg, config)
     try:
         started = time.perf_counter()
         progress = _train(run, workdir, checkpoints)
@@ -295,10 +298,7 @@ def train_and_evaluate(
             "seconds_this_run": round(time.perf_counter() - started, 1),
         }
         if config.train.iwelbo_particles and checkpoints.best_step() is not None:
-            like = jax.tree.map(
-                lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated(run.mesh)),
-                _initial_state(run, make_optimizer(1e-3)).params,
-            )
+            like = param_shapes(run.cfg, replicated(run.mesh))
             params = checkpoints.restore_best_params(like)
             summary["val_iwelbo"] = split_iwelbo(
                 params,

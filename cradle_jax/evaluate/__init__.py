@@ -1,0 +1,1 @@
+"""Evaluation of trained models against known or held-out truth."""

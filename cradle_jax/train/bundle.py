@@ -1,0 +1,144 @@
+"""A trained model with everything needed to use it without the training data.
+
+The trainer writes `model.json` (architecture, vocabulary, genes, QC thresholds, versions) and
+`normalization.npz` into the workdir when training starts; with the best checkpoint's parameters
+they form a ModelBundle. `export` puts a bundle in one .npz file that evaluate and generate can
+load on another machine.
+"""
+
+import json
+from dataclasses import asdict, dataclass
+from importlib import metadata
+from pathlib import Path
+
+import jax
+import ml_collections
+import numpy as np
+
+from cradle_jax import atomic
+from cradle_jax.data.dataset import PerturbData
+from cradle_jax.data.perturbations import PerturbationVocabulary
+from cradle_jax.data.qc import QCThresholds
+from cradle_jax.data.statistics import LogStandardizeStats
+from cradle_jax.models.cradle import CradleConfig
+from cradle_jax.train.checkpoints import Checkpoints
+from cradle_jax.train.errors import RunError
+from cradle_jax.train.objective import init_params
+
+META_NAME = "model.json"
+NORMALIZATION_NAME = "normalization.npz"
+LIBRARIES = ("cradle-jax", "jax", "jaxlib", "flax", "numpyro", "optax", "orbax-checkpoint")
+
+
+def library_versions() -> dict[str, str]:
+    """Installed versions of the libraries a trained model depends on."""
+    versions = {}
+    for name in LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+@dataclass(frozen=True)
+class ModelBundle:
+    """Parameters and the metadata that give them meaning."""
+
+    config: ml_collections.ConfigDict  # the resolved experiment config
+    cfg: CradleConfig
+    params: dict
+    vocabulary: PerturbationVocabulary
+    gene_names: np.ndarray  # (G,)
+    qc_columns: tuple[str, ...]
+    qc_thresholds: QCThresholds
+    normalization: LogStandardizeStats
+    versions: dict[str, str]
+
+
+def model_meta(data: PerturbData, cfg: CradleConfig, config: ml_collections.ConfigDict) -> dict:
+    """The JSON part of a bundle for a model of `cfg` trained on `data` with `config`."""
+    return {
+        "config": json.loads(config.to_json()),
+        "model": asdict(cfg),
+        "vocabulary": data.vocabulary.to_dict(),
+        "gene_names": [str(g) for g in data.gene_names],
+        "qc_columns": list(data.qc_columns),
+        "qc_thresholds": data.qc_thresholds.to_dict(),
+        "versions": library_versions(),
+    }
+
+
+def write_model_meta(
+    workdir: Path, data: PerturbData, cfg: CradleConfig, config: ml_collections.ConfigDict
+) -> None:
+    """model.json and normalization.npz in the workdir, each written atomically."""
+    atomic.write_json(workdir / META_NAME, model_meta(data, cfg, config))
+    tmp = workdir / f".{NORMALIZATION_NAME}.tmp.npz"
+    np.savez(tmp, mean=data.normalization.mean, std=data.normalization.std)
+    tmp.replace(workdir / NORMALIZATION_NAME)
+
+
+def bundle_from_meta(meta: dict, params: dict, normalization: LogStandardizeStats) -> ModelBundle:
+    return ModelBundle(
+        config=ml_collections.ConfigDict(meta["config"]),
+        cfg=CradleConfig(**meta["model"]),
+        params=params,
+        vocabulary=PerturbationVocabulary.from_dict(meta["vocabulary"]),
+        gene_names=np.asarray(meta["gene_names"], dtype=object),
+        qc_columns=tuple(meta["qc_columns"]),
+        qc_thresholds=QCThresholds.from_dict(meta["qc_thresholds"]),
+        normalization=normalization,
+        versions=meta["versions"],
+    )
+
+
+def read_workdir_meta(workdir: Path) -> tuple[dict, LogStandardizeStats]:
+    """model.json and the normalisation statistics of a workdir; RunError if it has none."""
+    path = Path(workdir) / META_NAME
+    if not path.exists():
+        raise RunError(f"{workdir} holds no trained model ({META_NAME} is missing): train first")
+    with np.load(Path(workdir) / NORMALIZATION_NAME) as stats:
+        normalization = LogStandardizeStats(stats["mean"], stats["std"])
+    return json.loads(path.read_text()), normalization
+
+
+def host_params(params: dict) -> dict:
+    """Parameters as NumPy arrays on the host (from any device or mesh)."""
+    return jax.tree.map(lambda a: np.asarray(a.addressable_data(0)), params)
+
+
+def param_shapes(cfg: CradleConfig, sharding: jax.sharding.Sharding | None = None) -> dict:
+    """The parameter tree `cfg` builds, as ShapeDtypeStructs (nothing is computed)."""
+    G, T, Q = cfg.n_genes, cfg.n_perturbations, cfg.n_qc
+    zeros = np.zeros
+    batch = {
+        "X": zeros((1, G), np.float32),
+        "D": zeros((1, T), np.float32),
+        "qc": zeros((1, Q), np.float32),
+        "cfX": zeros((1, G), np.float32),
+        "library_size": zeros((1,), np.float32),
+        "weight": np.ones((1,), np.float32),
+    }
+    stats = {
+        "obs_dosage": np.ones(T, np.float32),
+        "obs_qc": np.ones(Q, np.float32),
+        "norm_mean": zeros(G, np.float32),
+        "norm_std": np.ones(G, np.float32),
+        "fail_fraction": np.float32(0.5),
+    }
+    shapes = jax.eval_shape(lambda key: init_params(key, batch, stats, cfg), jax.random.key(0))
+    return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), shapes)
+
+
+def load_workdir(workdir: str | Path) -> ModelBundle:
+    """The best-validation parameters of a workdir with their metadata."""
+    meta, normalization = read_workdir_meta(Path(workdir))
+    cfg = CradleConfig(**meta["model"])
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    checkpoints = Checkpoints(workdir)
+    try:
+        params = checkpoints.restore_best_params(param_shapes(cfg, device))
+    finally:
+        checkpoints.close()
+    return bundle_from_meta(meta, host_params(params), normalization)
