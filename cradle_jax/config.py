@@ -10,18 +10,20 @@ from pathlib import Path
 import ml_collections
 
 from cradle_jax.data.config import data_config
+from cradle_jax.evaluate.config import eval_config
 from cradle_jax.models.config import model_config
 from cradle_jax.train.config import loss_config, train_config
 
 
 def default_config() -> ml_collections.ConfigDict:
-    """Every field with its default: seed, data, model, loss, train."""
+    """Every field with its default: seed, data, model, loss, train, eval."""
     config = ml_collections.ConfigDict()
     config.seed = 0  # the one seed of the run; --seed overrides it
     config.data = data_config()
     config.model = model_config()
     config.loss = loss_config()
     config.train = train_config()
+    config.eval = eval_config()
     return config
 
 

@@ -4,13 +4,13 @@ import jax
 from absl import flags
 from ml_collections import config_flags
 
+from cradle_jax.cli.common import WORKDIR
 from cradle_jax.train.logs import loss_curve
 from cradle_jax.train.loop import train_and_evaluate
 
 CONFIG = config_flags.DEFINE_config_file(
     "config", None, "experiment config file (experiments/configs/NAME.py); --config.a.b=v overrides"
 )
-WORKDIR = flags.DEFINE_string("workdir", None, "run directory: config, checkpoints, metrics")
 DISTRIBUTED = flags.DEFINE_bool(
     "distributed",
     False,

@@ -1,0 +1,167 @@
+"""`cradle-jax evaluate`: every metric of SPEC §5.4 and A5 for a trained model, to metrics.json.
+
+Model ATE from generated artifact-free cells, data ATE from the QC-pass cells of every split,
+their agreement per split (all/train/val/test; full and top-20 Pearson and R², Jaccard@20/50),
+the QC pass rate of generated cells under the real data's thresholds at t = 3, 4, 5 (at ℓ = 10⁴
+and at the real median library size), the test IWELBO, and, for simulated data, the agreement
+with the planted truth. Every random draw comes from the run's seed, so evaluating the same
+model twice gives the same numbers.
+"""
+
+import math
+from pathlib import Path
+
+import ml_collections
+import numpy as np
+
+from cradle_jax import atomic
+from cradle_jax.data.dataset import PerturbData
+from cradle_jax.data.splits import SPLIT_CODES
+from cradle_jax.evaluate.ate import data_ate, model_ate
+from cradle_jax.evaluate.generate import EVAL_LIBRARY, generate_cells
+from cradle_jax.evaluate.metrics import split_ate_metrics, truth_metrics
+from cradle_jax.evaluate.qc_rate import score_generated_cells
+from cradle_jax.train.bundle import ModelBundle
+from cradle_jax.train.iwelbo import split_iwelbo
+from cradle_jax.train.keys import purpose_key
+from cradle_jax.train.mesh import data_mesh, replicate
+
+METRICS_NAME = "metrics.json"
+TABLES_NAME = "ate_tables.npz"
+SPLITS = ("all", "train", "val", "test")
+HEADLINE = ("ATE_pearsonr", "ATE_r2", "ATE_pearsonr_top20", "jaccard_sim_top20")
+
+
+def labels_by_split(data: PerturbData) -> dict[str, list[str]]:
+    """The treatment labels (control excluded) with at least one cell in each split."""
+    control = data.vocabulary.control_label
+    result = {"all": sorted(set(data.labels) - {control})}
+    for split in SPLITS[1:]:
+        observed = set(data.labels[data.split == SPLIT_CODES[split]])
+        result[split] = sorted(observed - {control})
+    return result
+
+
+def _json_safe(value):
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float | np.floating):
+        return None if not math.isfinite(float(value)) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def _generated_qc(bundle, labels, n_cells, library, eval_cfg, seed, purpose) -> dict:
+    """Generate `n_cells` per label (control included) at `library` and score their QC."""
+    dosage = bundle.vocabulary.dosage(labels).toarray()
+    cells = generate_cells(
+        bundle.params, bundle.cfg, dosage, n_cells, purpose_key(seed, purpose),
+        library=library, chunk=eval_cfg.ate_chunk,
+    )  # fmt: skip
+    counts = cells.reshape(-1, cells.shape[-1])
+    cell_labels = np.repeat(np.asarray(labels, dtype=object), n_cells)
+    _, rates = score_generated_cells(
+        counts, cell_labels, bundle.gene_names, bundle.qc_thresholds,
+        seed=seed, doublets=eval_cfg.qc_doublets,
+    )  # fmt: skip
+    return rates
+
+
+def evaluate(
+    bundle: ModelBundle,
+    data: PerturbData,
+    eval_cfg: ml_collections.ConfigDict,
+    *,
+    seed: int,
+    truth: dict | None = None,
+) -> tuple[dict, dict[str, np.ndarray]]:
+    """All metrics of one model on its dataset, JSON-ready (NaN and inf become null), and the
+    ATE tables they compare: labels (K,), model_ate and data_ate (K, G)."""
+    split_labels = labels_by_split(data)
+    labels = split_labels["all"]
+    model = model_ate(
+        bundle.params, bundle.cfg, bundle.vocabulary, labels, purpose_key(seed, "evaluate/ate"),
+        n_particles=eval_cfg.ate_particles, chunk=eval_cfg.ate_chunk,
+        from_means=eval_cfg.ate_from_means,
+    )  # fmt: skip
+    observed = data_ate(data, labels, qc_pass=True)
+    metrics = {"ate": split_ate_metrics(observed, model, np.asarray(labels), split_labels)}
+    if truth is not None:
+        true_labels = [str(label) for label in truth["labels"]]
+        rows = [true_labels.index(label) for label in labels]
+        metrics["truth"] = truth_metrics(
+            truth["true_ate"][rows],
+            model,
+            {k: truth[f"de_genes_top{k}"][rows] for k in (20, 50)},
+        )
+    qc_labels = [bundle.vocabulary.control_label, *labels]
+    real_library = float(np.median(data.library_size))
+    metrics["qc"] = {
+        "library_1e4": _generated_qc(
+            bundle, qc_labels, eval_cfg.qc_cells, EVAL_LIBRARY, eval_cfg, seed, "evaluate/qc"
+        ),
+        "library_real_median": _generated_qc(
+            bundle, qc_labels, eval_cfg.qc_cells, real_library, eval_cfg, seed, "evaluate/qc_med"
+        ),
+        "real_median_library": real_library,
+        "real_pass_rate_t3": float(np.mean(data.qc.max(axis=1) == 0)),
+    }
+    if len(data.cells("test")) and eval_cfg.iwelbo_particles:
+        mesh = data_mesh()
+        metrics["test_iwelbo"] = split_iwelbo(
+            replicate(bundle.params, mesh), data, "test", bundle.cfg, mesh,
+            n_particles=eval_cfg.iwelbo_particles, batch_size=eval_cfg.iwelbo_batch_size,
+            key_data=purpose_key(seed, "evaluate/iwelbo"),
+        )  # fmt: skip
+    headline_split = "test" if bundle.config.data.split == "combinations" else "all"
+    metrics["headline"] = {
+        "split": headline_split,
+        **{name: metrics["ate"][f"{name}-{headline_split}"] for name in HEADLINE},
+        "qc_pass_rate_t3": metrics["qc"]["library_1e4"]["qc_pass_rate_t3"],
+    }
+    tables = {"labels": np.asarray(labels), "model_ate": model, "data_ate": observed}
+    return _json_safe(metrics), tables
+
+
+def write_results(metrics: dict, tables: dict[str, np.ndarray], directory: str | Path) -> Path:
+    """metrics.json and ate_tables.npz in `directory`, each atomically."""
+    directory = Path(directory)
+    tmp = directory / f".{TABLES_NAME}.tmp.npz"
+    np.savez(tmp, **tables)
+    tmp.replace(directory / TABLES_NAME)
+    path = directory / METRICS_NAME
+    atomic.write_json(path, metrics)
+    return path
+
+
+def _number(value) -> str:
+    return "—" if value is None else f"{value:.4f}"
+
+
+def report(metrics: dict) -> str:
+    """The headline row (A5) and every ATE metric per split, as a text table."""
+    head = metrics["headline"]
+    lines = [
+        f"headline ({head['split']} split): "
+        + ", ".join(f"{name} {_number(head[name])}" for name in (*HEADLINE, "qc_pass_rate_t3")),
+        "",
+        f"{'metric':<22}" + "".join(f"{split:>10}" for split in SPLITS),
+    ]
+    names = sorted({key.rsplit("-", 1)[0] for key in metrics["ate"]})
+    for name in names:
+        row = "".join(f"{_number(metrics['ate'].get(f'{name}-{s}')):>10}" for s in SPLITS)
+        lines.append(f"{name:<22}{row}")
+    qc = metrics["qc"]
+    lines.append("")
+    for key, title in (("library_1e4", "ℓ = 10⁴"), ("library_real_median", "real median ℓ")):
+        rates = ", ".join(f"t={t} {_number(qc[key][f'qc_pass_rate_t{t}'])}" for t in (3, 4, 5))
+        lines.append(f"QC pass rate of generated cells ({title}): {rates}")
+    lines.append(f"QC pass rate of real cells (t=3): {_number(qc['real_pass_rate_t3'])}")
+    if "test_iwelbo" in metrics:
+        lines.append(f"test IWELBO: {metrics['test_iwelbo']:.4f}")
+    for key, value in metrics.get("truth", {}).items():
+        lines.append(f"planted truth {key}: {_number(value)}")
+    return "\n".join(lines)

@@ -1,0 +1,91 @@
+"""`cradle-jax evaluate` end to end on a tiny trained run of simulated data."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from cradle_jax.data.dataset import load_perturb_data
+from cradle_jax.data.simulate import SimulationConfig, simulate, write_simulation
+from cradle_jax.evaluate.metrics import ate_metrics
+from cradle_jax.evaluate.run import TABLES_NAME, evaluate, report, write_results
+from cradle_jax.train.bundle import load_workdir
+from cradle_jax.train.loop import train_and_evaluate
+from tests.train.conftest import ROOT, tiny_config
+
+SMALL_EVAL = {"ate_particles": 64, "ate_chunk": 32, "qc_cells": 20, "iwelbo_particles": 8}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    sim = simulate(
+        SimulationConfig(n_cells=1200, n_genes=120, n_perturbations=5, n_pairs=3, n_latent=4)
+    )
+    path, _ = write_simulation(sim, tmp_path_factory.mktemp("sim") / "sim.h5ad")
+    config = tiny_config(path, **{"data.split": "combinations"})
+    config.eval.update(SMALL_EVAL)
+    workdir = tmp_path_factory.mktemp("run")
+    train_and_evaluate(config, workdir)
+    return workdir
+
+
+@pytest.fixture(scope="module")
+def evaluated(trained):
+    bundle = load_workdir(trained)
+    data = load_perturb_data(bundle.config.data.path, bundle.config.data, bundle.config.seed)
+    truth_path = bundle.config.data.path.replace(".h5ad", ".truth.npz")
+    truth = dict(np.load(truth_path, allow_pickle=True))
+    metrics, tables = evaluate(bundle, data, bundle.config.eval, seed=0, truth=truth)
+    return metrics, tables
+
+
+def test_every_metric_is_reported_per_split_with_the_headline_on_test(evaluated):
+    metrics, _ = evaluated
+    for name in ("ATE_pearsonr", "ATE_r2", "ATE_pearsonr_top20", "ATE_r2_top20",
+                 "jaccard_sim_top20", "jaccard_sim_top50"):  # fmt: skip
+        for split in ("all", "train", "val", "test"):
+            assert f"{name}-{split}" in metrics["ate"]
+    assert metrics["headline"]["split"] == "test"
+    assert metrics["headline"]["ATE_pearsonr"] == metrics["ate"]["ATE_pearsonr-test"]
+    for key in ("library_1e4", "library_real_median"):
+        for t in (3, 4, 5):
+            assert 0.0 <= metrics["qc"][key][f"qc_pass_rate_t{t}"] <= 1.0
+    assert np.isfinite(metrics["test_iwelbo"])
+    assert set(metrics["truth"]) == {
+        "truth_ATE_pearsonr", "truth_ATE_r2", "truth_jaccard_top20", "truth_jaccard_top50"
+    }  # fmt: skip
+    text = report(metrics)
+    assert text.startswith("headline (test split): ATE_pearsonr")
+
+
+def test_the_all_split_metrics_are_those_of_the_saved_tables(evaluated, tmp_path):
+    metrics, tables = evaluated
+    write_results(metrics, tables, tmp_path)
+    with np.load(tmp_path / TABLES_NAME) as saved:
+        recomputed = ate_metrics(saved["data_ate"], saved["model_ate"])
+    for name, value in recomputed.items():
+        assert metrics["ate"][f"{name}-all"] == pytest.approx(value, rel=1e-6)
+
+
+def test_the_cli_writes_the_same_metrics_as_the_library(trained, evaluated):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    result = subprocess.run(
+        [sys.executable, "-m", "cradle_jax", "evaluate", f"--workdir={trained}"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "headline (test split)" in result.stdout
+    assert json.loads((trained / "metrics.json").read_text()) == evaluated[0]
+
+
+def test_evaluate_without_a_trained_model_is_a_clear_error(tmp_path):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    result = subprocess.run(
+        [sys.executable, "-m", "cradle_jax", "evaluate", f"--workdir={tmp_path}"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "holds no trained model" in result.stderr
