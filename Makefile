@@ -29,7 +29,7 @@ demo: $(STAMP)
 	$(VENV)/bin/cradle-jax inspect --data $(DEMO_DIR)/simulated.h5ad --split combinations --seed 0
 	$(VENV)/bin/cradle-jax train --config experiments/configs/synthetic.py \
 	  --config.data.path=$(DEMO_DIR)/simulated.h5ad --workdir $(DEMO_DIR)/train --seed 0
-	@echo "Evaluation (metrics table) joins the demo with the evaluation issue (#6)."
+	$(VENV)/bin/cradle-jax evaluate --workdir $(DEMO_DIR)/train
 
 test: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
