@@ -10,7 +10,7 @@ from pathlib import Path
 import jax
 from absl import app, flags, logging
 
-from cradle_jax.cli import evaluate, inspect, simulate, train
+from cradle_jax.cli import evaluate, generate, inspect, simulate, train
 from cradle_jax.data.errors import DataError
 from cradle_jax.train.errors import RunError
 
@@ -22,6 +22,7 @@ SUBCOMMANDS = {
     "inspect": "validate an .h5ad and print its summary (--data FILE.h5ad)",
     "train": "train an experiment (--config experiments/configs/NAME.py --workdir DIR)",
     "evaluate": "score a trained model: metrics.json and a report (--workdir DIR)",
+    "generate": "artifact-free cells (--workdir DIR --perturbations 'A,B+C' --out cells.h5ad)",
 }
 USAGE = "usage: cradle-jax SUBCOMMAND [--flags]\n" + "".join(
     f"  {name:<10} {text}\n" for name, text in SUBCOMMANDS.items()
@@ -44,6 +45,8 @@ def main(argv: list[str]) -> None:
             train.run(SEED.value if flags.FLAGS["seed"].present else None)
         elif command == "evaluate":
             evaluate.run()
+        elif command == "generate":
+            generate.run(SEED.value, OUT.value)
     except (DataError, RunError, flags.ValidationError, OSError) as err:
         sys.stderr.write(f"cradle-jax {command}: error: {err}\n")
         sys.exit(2)

@@ -3,7 +3,10 @@
 from absl import flags
 
 WORKDIR = flags.DEFINE_string(
-    "workdir",
+    "workdir", None, "run directory: train writes it; evaluate and generate read it"
+)
+N_CELLS = flags.DEFINE_integer(
+    "n_cells",
     None,
-    "run directory: config, checkpoints, metrics (train writes it, evaluate reads it)",
+    "simulate: number of cells (default 10000); generate: cells per perturbation (default 100)",
 )

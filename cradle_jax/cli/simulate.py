@@ -4,10 +4,10 @@ import logging
 
 from absl import flags
 
+from cradle_jax.cli.common import N_CELLS
 from cradle_jax.data.simulate import SimulationConfig, simulate, write_simulation
 
 _DEFAULTS = SimulationConfig()
-N_CELLS = flags.DEFINE_integer("n_cells", _DEFAULTS.n_cells, "simulate: number of cells")
 N_GENES = flags.DEFINE_integer("n_genes", _DEFAULTS.n_genes, "simulate: number of genes")
 N_PERTURBATIONS = flags.DEFINE_integer(
     "n_perturbations", _DEFAULTS.n_perturbations, "simulate: number of single perturbations"
@@ -26,7 +26,7 @@ ARTIFACT_DEPENDENCE = flags.DEFINE_float(
 def run(seed: int, out: str) -> None:
     """Simulate with the flags' parameters and write `out` plus its `.truth.npz`."""
     config = SimulationConfig(
-        n_cells=N_CELLS.value,
+        n_cells=_DEFAULTS.n_cells if N_CELLS.value is None else N_CELLS.value,
         n_genes=N_GENES.value,
         n_perturbations=N_PERTURBATIONS.value,
         n_pairs=N_PAIRS.value,

@@ -9,27 +9,10 @@ import numpy as np
 import pytest
 
 from cradle_jax.data.dataset import load_perturb_data
-from cradle_jax.data.simulate import SimulationConfig, simulate, write_simulation
 from cradle_jax.evaluate.metrics import ate_metrics
 from cradle_jax.evaluate.run import TABLES_NAME, evaluate, report, write_results
 from cradle_jax.train.bundle import load_workdir
-from cradle_jax.train.loop import train_and_evaluate
-from tests.train.conftest import ROOT, tiny_config
-
-SMALL_EVAL = {"ate_particles": 64, "ate_chunk": 32, "qc_cells": 20, "iwelbo_particles": 8}
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    sim = simulate(
-        SimulationConfig(n_cells=1200, n_genes=120, n_perturbations=5, n_pairs=3, n_latent=4)
-    )
-    path, _ = write_simulation(sim, tmp_path_factory.mktemp("sim") / "sim.h5ad")
-    config = tiny_config(path, **{"data.split": "combinations"})
-    config.eval.update(SMALL_EVAL)
-    workdir = tmp_path_factory.mktemp("run")
-    train_and_evaluate(config, workdir)
-    return workdir
+from tests.train.conftest import ROOT
 
 
 @pytest.fixture(scope="module")
