@@ -9,7 +9,7 @@ from cradle_jax.cli.common import WORKDIR
 from cradle_jax.data.dataset import load_perturb_data
 from cradle_jax.data.simulate import load_truth
 from cradle_jax.evaluate.config import eval_config
-from cradle_jax.evaluate.run import evaluate, report, write_results
+from cradle_jax.evaluate.run import evaluate, report, write_plots, write_results
 from cradle_jax.train.bundle import load_workdir
 from cradle_jax.train.errors import RunError
 
@@ -44,9 +44,10 @@ def run() -> None:
             f"{config.data.path} no longer has the genes the model in {WORKDIR.value} was "
             "trained on"
         )
-    metrics, tables = evaluate(
+    metrics, tables, generated = evaluate(
         bundle, data, eval_cfg, seed=config.seed, truth=_truth_beside(config.data.path)
     )
     path = write_results(metrics, tables, WORKDIR.value)
+    figures = write_plots(bundle, data, tables, generated, WORKDIR.value, seed=config.seed)
     print(report(metrics))
-    print(f"wrote {path}")
+    print(f"wrote {path} and {len(figures)} plots in {figures[0].parent}")

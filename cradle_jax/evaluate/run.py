@@ -13,12 +13,15 @@ from pathlib import Path
 
 import ml_collections
 import numpy as np
+import pandas as pd
 
 from cradle_jax import atomic
 from cradle_jax.data.dataset import PerturbData
 from cradle_jax.data.splits import SPLIT_CODES
+from cradle_jax.evaluate import plots
 from cradle_jax.evaluate.ate import data_ate, model_ate
 from cradle_jax.evaluate.generate import EVAL_LIBRARY, generate_cells
+from cradle_jax.evaluate.latent import basal_latents
 from cradle_jax.evaluate.metrics import split_ate_metrics, truth_metrics
 from cradle_jax.evaluate.qc_rate import score_generated_cells
 from cradle_jax.train.bundle import ModelBundle
@@ -27,6 +30,7 @@ from cradle_jax.train.keys import purpose_key
 from cradle_jax.train.mesh import data_mesh, replicate
 
 METRICS_NAME = "metrics.json"
+PLOTS_DIR = "plots"
 TABLES_NAME = "ate_tables.npz"
 SPLITS = ("all", "train", "val", "test")
 HEADLINE = ("ATE_pearsonr", "ATE_r2", "ATE_pearsonr_top20", "jaccard_sim_top20")
@@ -54,8 +58,8 @@ def _json_safe(value):
     return value
 
 
-def _generated_qc(bundle, labels, n_cells, library, eval_cfg, seed, purpose) -> dict:
-    """Generate `n_cells` per label (control included) at `library` and score their QC."""
+def _generated_qc(bundle, labels, n_cells, library, eval_cfg, seed, purpose):
+    """Generate `n_cells` per label (control included) at `library`: QC metrics and rates."""
     dosage = bundle.vocabulary.dosage(labels).toarray()
     cells = generate_cells(
         bundle.params, bundle.cfg, dosage, n_cells, purpose_key(seed, purpose),
@@ -63,11 +67,11 @@ def _generated_qc(bundle, labels, n_cells, library, eval_cfg, seed, purpose) -> 
     )  # fmt: skip
     counts = cells.reshape(-1, cells.shape[-1])
     cell_labels = np.repeat(np.asarray(labels, dtype=object), n_cells)
-    _, rates = score_generated_cells(
+    metrics, rates = score_generated_cells(
         counts, cell_labels, bundle.gene_names, bundle.qc_thresholds,
         seed=seed, doublets=eval_cfg.qc_doublets,
     )  # fmt: skip
-    return rates
+    return metrics.table.assign(perturbation=cell_labels), rates
 
 
 def evaluate(
@@ -77,9 +81,10 @@ def evaluate(
     *,
     seed: int,
     truth: dict | None = None,
-) -> tuple[dict, dict[str, np.ndarray]]:
-    """All metrics of one model on its dataset, JSON-ready (NaN and inf become null), and the
-    ATE tables they compare: labels (K,), model_ate and data_ate (K, G)."""
+) -> tuple[dict, dict[str, np.ndarray], pd.DataFrame]:
+    """All metrics of one model on its dataset, JSON-ready (NaN and inf become null); the ATE
+    tables they compare: labels (K,), model_ate and data_ate (K, G); and the QC metrics of the
+    generated cells at ℓ = 10⁴ (with their `perturbation`)."""
     split_labels = labels_by_split(data)
     labels = split_labels["all"]
     model = model_ate(
@@ -99,13 +104,15 @@ def evaluate(
         )
     qc_labels = [bundle.vocabulary.control_label, *labels]
     real_library = float(np.median(data.library_size))
+    generated, rates = _generated_qc(
+        bundle, qc_labels, eval_cfg.qc_cells, EVAL_LIBRARY, eval_cfg, seed, "evaluate/qc"
+    )
+    _, rates_at_median = _generated_qc(
+        bundle, qc_labels, eval_cfg.qc_cells, real_library, eval_cfg, seed, "evaluate/qc_med"
+    )
     metrics["qc"] = {
-        "library_1e4": _generated_qc(
-            bundle, qc_labels, eval_cfg.qc_cells, EVAL_LIBRARY, eval_cfg, seed, "evaluate/qc"
-        ),
-        "library_real_median": _generated_qc(
-            bundle, qc_labels, eval_cfg.qc_cells, real_library, eval_cfg, seed, "evaluate/qc_med"
-        ),
+        "library_1e4": rates,
+        "library_real_median": rates_at_median,
         "real_median_library": real_library,
         "real_pass_rate_t3": float(np.mean(data.qc.max(axis=1) == 0)),
     }
@@ -123,7 +130,7 @@ def evaluate(
         "qc_pass_rate_t3": metrics["qc"]["library_1e4"]["qc_pass_rate_t3"],
     }
     tables = {"labels": np.asarray(labels), "model_ate": model, "data_ate": observed}
-    return _json_safe(metrics), tables
+    return _json_safe(metrics), tables, generated
 
 
 def write_results(metrics: dict, tables: dict[str, np.ndarray], directory: str | Path) -> Path:
@@ -135,6 +142,47 @@ def write_results(metrics: dict, tables: dict[str, np.ndarray], directory: str |
     path = directory / METRICS_NAME
     atomic.write_json(path, metrics)
     return path
+
+
+def write_plots(
+    bundle: ModelBundle,
+    data: PerturbData,
+    tables: dict[str, np.ndarray],
+    generated: pd.DataFrame,
+    directory: str | Path,
+    *,
+    seed: int,
+    max_cells: int = 5000,
+) -> list[Path]:
+    """QC violins (data vs generated) for the label whose real cells fail QC most often, the
+    basal-latent embedding coloured by QC status and perturbation, and the ATE scatter."""
+    directory = Path(directory) / PLOTS_DIR
+    directory.mkdir(parents=True, exist_ok=True)
+    t = bundle.config.data.qc_threshold
+    failed = data.qc.max(axis=1) > 0
+    labels = tables["labels"]
+    fail_rates = [failed[data.labels == label].mean() for label in labels]
+    worst = str(labels[int(np.argmax(fail_rates))])
+    real = data.qc_metrics.table[data.labels == worst]
+    paths = [
+        plots.qc_violins(
+            real, generated[generated["perturbation"] == worst], bundle.qc_thresholds, t, worst,
+            directory / f"qc_violins_{worst.replace(bundle.vocabulary.separator, '_')}.png",
+        ),
+        plots.ate_scatter(
+            tables["data_ate"], tables["model_ate"], labels, directory / "ate_scatter.png"
+        ),
+    ]  # fmt: skip
+    rng = np.random.default_rng(seed)
+    cells = np.sort(rng.permutation(data.n_cells)[:max_cells])
+    z = basal_latents(bundle.params, bundle.cfg, data, cells, purpose_key(seed, "evaluate/latent"))
+    paths.append(
+        plots.latent_embedding(
+            z, failed[cells], data.labels[cells], directory / "latent_embedding.png", seed=seed,
+            control=bundle.vocabulary.control_label,
+        )
+    )  # fmt: skip
+    return paths
 
 
 def _number(value) -> str:

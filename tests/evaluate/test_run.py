@@ -21,7 +21,7 @@ def evaluated(trained):
     data = load_perturb_data(bundle.config.data.path, bundle.config.data, bundle.config.seed)
     truth_path = bundle.config.data.path.replace(".h5ad", ".truth.npz")
     truth = dict(np.load(truth_path, allow_pickle=True))
-    metrics, tables = evaluate(bundle, data, bundle.config.eval, seed=0, truth=truth)
+    metrics, tables, _ = evaluate(bundle, data, bundle.config.eval, seed=0, truth=truth)
     return metrics, tables
 
 
@@ -61,6 +61,9 @@ def test_the_cli_writes_the_same_metrics_as_the_library(trained, evaluated):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert "headline (test split)" in result.stdout
+    pngs = sorted(p.name for p in (trained / "plots").iterdir())
+    assert pngs[:2] == ["ate_scatter.png", "latent_embedding.png"]
+    assert pngs[2].startswith("qc_violins_")
     assert json.loads((trained / "metrics.json").read_text()) == evaluated[0]
 
 
