@@ -10,7 +10,7 @@ from pathlib import Path
 import jax
 from absl import app, flags, logging
 
-from cradle_jax.cli import evaluate, generate, inspect, simulate, train
+from cradle_jax.cli import evaluate, export, generate, inspect, simulate, train
 from cradle_jax.data.errors import DataError
 from cradle_jax.train.errors import RunError
 
@@ -23,6 +23,7 @@ SUBCOMMANDS = {
     "train": "train an experiment (--config experiments/configs/NAME.py --workdir DIR)",
     "evaluate": "score a trained model: metrics.json and a report (--workdir DIR)",
     "generate": "artifact-free cells (--workdir DIR --perturbations 'A,B+C' --out cells.h5ad)",
+    "export": "one file with the model, for evaluate/generate elsewhere (--workdir DIR --out F)",
 }
 USAGE = "usage: cradle-jax SUBCOMMAND [--flags]\n" + "".join(
     f"  {name:<10} {text}\n" for name, text in SUBCOMMANDS.items()
@@ -44,7 +45,9 @@ def main(argv: list[str]) -> None:
         elif command == "train":
             train.run(SEED.value if flags.FLAGS["seed"].present else None)
         elif command == "evaluate":
-            evaluate.run()
+            evaluate.run(OUT.value)
+        elif command == "export":
+            export.run(OUT.value)
         elif command == "generate":
             generate.run(SEED.value, OUT.value)
     except (DataError, RunError, flags.ValidationError, OSError) as err:

@@ -10,3 +10,6 @@ N_CELLS = flags.DEFINE_integer(
     None,
     "simulate: number of cells (default 10000); generate: cells per perturbation (default 100)",
 )
+EXPORT = flags.DEFINE_string(
+    "export", None, "evaluate, generate: read the model from this export instead of --workdir"
+)

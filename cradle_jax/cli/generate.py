@@ -2,8 +2,9 @@
 
 from absl import flags
 
-from cradle_jax.cli.common import N_CELLS, WORKDIR
+from cradle_jax.cli.common import EXPORT, N_CELLS, WORKDIR
 from cradle_jax.evaluate.cells import generated_anndata, parse_perturbations, write_anndata
+from cradle_jax.evaluate.export import load_export
 from cradle_jax.evaluate.generate import EVAL_LIBRARY
 from cradle_jax.train.bundle import load_workdir
 
@@ -15,13 +16,13 @@ LIBRARY = flags.DEFINE_float("library", EVAL_LIBRARY, "generate: library size of
 
 
 def run(seed: int, out: str | None) -> None:
-    if not WORKDIR.value:
-        raise flags.ValidationError("generate needs --workdir DIR")
+    if bool(WORKDIR.value) == bool(EXPORT.value):
+        raise flags.ValidationError("generate needs one of --workdir DIR or --export FILE")
     if not PERTURBATIONS.value:
         raise flags.ValidationError("generate needs --perturbations 'A,B+C'")
     if not out:
         raise flags.ValidationError("generate needs --out cells.h5ad")
-    bundle = load_workdir(WORKDIR.value)
+    bundle = load_workdir(WORKDIR.value) if WORKDIR.value else load_export(EXPORT.value)[0]
     labels = parse_perturbations(PERTURBATIONS.value, bundle)
     n_cells = 100 if N_CELLS.value is None else N_CELLS.value
     adata = generated_anndata(bundle, labels, n_cells, seed=seed, library=LIBRARY.value)

@@ -9,6 +9,7 @@ model twice gives the same numbers.
 """
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import ml_collections
@@ -74,59 +75,105 @@ def _generated_qc(bundle, labels, n_cells, library, eval_cfg, seed, purpose):
     return metrics.table.assign(perturbation=cell_labels), rates
 
 
-def evaluate(
+@dataclass(frozen=True)
+class DataReference:
+    """What evaluation needs from the dataset: computed from it, or read from an export.
+
+    labels (K,) the treatment labels (control excluded); data_ate (K, G) on QC-pass cells;
+    true_ate and true_top (planted DE sets, k → (K, k)) for simulated data; test_iwelbo of the
+    model on the test cells (a model metric, but it needs the cells, so it travels here).
+    """
+
+    labels: list[str]
+    labels_by_split: dict[str, list[str]]
+    headline_split: str
+    data_ate: np.ndarray
+    real_median_library: float
+    real_pass_rate: float
+    test_iwelbo: float | None = None
+    true_ate: np.ndarray | None = None
+    true_top: dict[int, np.ndarray] | None = None
+
+
+def data_reference(
     bundle: ModelBundle,
     data: PerturbData,
     eval_cfg: ml_collections.ConfigDict,
     *,
     seed: int,
     truth: dict | None = None,
-) -> tuple[dict, dict[str, np.ndarray], pd.DataFrame]:
-    """All metrics of one model on its dataset, JSON-ready (NaN and inf become null); the ATE
-    tables they compare: labels (K,), model_ate and data_ate (K, G); and the QC metrics of the
-    generated cells at ℓ = 10⁴ (with their `perturbation`)."""
+) -> DataReference:
+    """The data side of the evaluation of `bundle` on `data` (and its planted truth, if any)."""
     split_labels = labels_by_split(data)
     labels = split_labels["all"]
+    true_ate = true_top = test_iwelbo = None
+    if truth is not None:
+        true_labels = [str(label) for label in truth["labels"]]
+        rows = [true_labels.index(label) for label in labels]
+        true_ate = truth["true_ate"][rows]
+        true_top = {k: truth[f"de_genes_top{k}"][rows] for k in (20, 50)}
+    if len(data.cells("test")) and eval_cfg.iwelbo_particles:
+        mesh = data_mesh()
+        test_iwelbo = split_iwelbo(
+            replicate(bundle.params, mesh), data, "test", bundle.cfg, mesh,
+            n_particles=eval_cfg.iwelbo_particles, batch_size=eval_cfg.iwelbo_batch_size,
+            key_data=purpose_key(seed, "evaluate/iwelbo"),
+        )  # fmt: skip
+    return DataReference(
+        labels=labels,
+        labels_by_split=split_labels,
+        headline_split="test" if bundle.config.data.split == "combinations" else "all",
+        data_ate=data_ate(data, labels, qc_pass=True),
+        real_median_library=float(np.median(data.library_size)),
+        real_pass_rate=float(np.mean(data.qc.max(axis=1) == 0)),
+        test_iwelbo=test_iwelbo,
+        true_ate=true_ate,
+        true_top=true_top,
+    )
+
+
+def evaluate(
+    bundle: ModelBundle,
+    reference: DataReference,
+    eval_cfg: ml_collections.ConfigDict,
+    *,
+    seed: int,
+) -> tuple[dict, dict[str, np.ndarray], pd.DataFrame]:
+    """All metrics of one model against its data reference, JSON-ready (NaN and inf become
+    null); the ATE tables they compare: labels (K,), model_ate and data_ate (K, G); and the QC
+    metrics of the generated cells at ℓ = 10⁴ (with their `perturbation`)."""
+    labels = reference.labels
     model = model_ate(
         bundle.params, bundle.cfg, bundle.vocabulary, labels, purpose_key(seed, "evaluate/ate"),
         n_particles=eval_cfg.ate_particles, chunk=eval_cfg.ate_chunk,
         from_means=eval_cfg.ate_from_means,
     )  # fmt: skip
-    observed = data_ate(data, labels, qc_pass=True)
-    metrics = {"ate": split_ate_metrics(observed, model, np.asarray(labels), split_labels)}
-    if truth is not None:
-        true_labels = [str(label) for label in truth["labels"]]
-        rows = [true_labels.index(label) for label in labels]
-        metrics["truth"] = truth_metrics(
-            truth["true_ate"][rows],
-            model,
-            {k: truth[f"de_genes_top{k}"][rows] for k in (20, 50)},
-        )
+    observed = reference.data_ate
+    metrics = {
+        "ate": split_ate_metrics(observed, model, np.asarray(labels), reference.labels_by_split)
+    }
+    if reference.true_ate is not None:
+        metrics["truth"] = truth_metrics(reference.true_ate, model, reference.true_top)
     qc_labels = [bundle.vocabulary.control_label, *labels]
-    real_library = float(np.median(data.library_size))
     generated, rates = _generated_qc(
         bundle, qc_labels, eval_cfg.qc_cells, EVAL_LIBRARY, eval_cfg, seed, "evaluate/qc"
     )
     _, rates_at_median = _generated_qc(
-        bundle, qc_labels, eval_cfg.qc_cells, real_library, eval_cfg, seed, "evaluate/qc_med"
-    )
+        bundle, qc_labels, eval_cfg.qc_cells, reference.real_median_library, eval_cfg, seed,
+        "evaluate/qc_med",
+    )  # fmt: skip
     metrics["qc"] = {
         "library_1e4": rates,
         "library_real_median": rates_at_median,
-        "real_median_library": real_library,
-        "real_pass_rate_t3": float(np.mean(data.qc.max(axis=1) == 0)),
+        "real_median_library": reference.real_median_library,
+        "real_pass_rate_t3": reference.real_pass_rate,
     }
-    if len(data.cells("test")) and eval_cfg.iwelbo_particles:
-        mesh = data_mesh()
-        metrics["test_iwelbo"] = split_iwelbo(
-            replicate(bundle.params, mesh), data, "test", bundle.cfg, mesh,
-            n_particles=eval_cfg.iwelbo_particles, batch_size=eval_cfg.iwelbo_batch_size,
-            key_data=purpose_key(seed, "evaluate/iwelbo"),
-        )  # fmt: skip
-    headline_split = "test" if bundle.config.data.split == "combinations" else "all"
+    if reference.test_iwelbo is not None:
+        metrics["test_iwelbo"] = reference.test_iwelbo
+    split = reference.headline_split
     metrics["headline"] = {
-        "split": headline_split,
-        **{name: metrics["ate"][f"{name}-{headline_split}"] for name in HEADLINE},
+        "split": split,
+        **{name: metrics["ate"][f"{name}-{split}"] for name in HEADLINE},
         "qc_pass_rate_t3": metrics["qc"]["library_1e4"]["qc_pass_rate_t3"],
     }
     tables = {"labels": np.asarray(labels), "model_ate": model, "data_ate": observed}

@@ -10,7 +10,7 @@ import pytest
 
 from cradle_jax.data.dataset import load_perturb_data
 from cradle_jax.evaluate.metrics import ate_metrics
-from cradle_jax.evaluate.run import TABLES_NAME, evaluate, report, write_results
+from cradle_jax.evaluate.run import TABLES_NAME, data_reference, evaluate, report, write_results
 from cradle_jax.train.bundle import load_workdir
 from tests.train.conftest import ROOT
 
@@ -21,7 +21,8 @@ def evaluated(trained):
     data = load_perturb_data(bundle.config.data.path, bundle.config.data, bundle.config.seed)
     truth_path = bundle.config.data.path.replace(".h5ad", ".truth.npz")
     truth = dict(np.load(truth_path, allow_pickle=True))
-    metrics, tables, _ = evaluate(bundle, data, bundle.config.eval, seed=0, truth=truth)
+    reference = data_reference(bundle, data, bundle.config.eval, seed=0, truth=truth)
+    metrics, tables, _ = evaluate(bundle, reference, bundle.config.eval, seed=0)
     return metrics, tables
 
 

@@ -1,0 +1,124 @@
+"""One-file export of a trained model: enough to evaluate and generate without the data.
+
+A `.cradle` file is an uncompressed NumPy .npz holding the parameters (one array per leaf,
+keyed by its path), the normalisation statistics, the data side of the evaluation (labels, data
+ATE, planted truth when simulated, test IWELBO) and a JSON record (format version, config,
+architecture, vocabulary, genes, QC thresholds, library versions). No pickled objects: any NumPy
+reads it. Written atomically.
+"""
+
+import json
+import os
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from cradle_jax.data.statistics import LogStandardizeStats
+from cradle_jax.evaluate.run import DataReference
+from cradle_jax.train.bundle import ModelBundle, bundle_from_meta, library_versions
+from cradle_jax.train.errors import RunError
+
+FORMAT_VERSION = 1
+_SEP = "/"
+
+
+def _flatten(params: dict, prefix: str = "") -> dict[str, np.ndarray]:
+    flat = {}
+    for key, value in params.items():
+        if _SEP in key:
+            raise ValueError(f"parameter name {key!r} contains {_SEP!r}")
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}{_SEP}"))
+        else:
+            flat[f"{prefix}{key}"] = np.asarray(value)
+    return flat
+
+
+def _unflatten(flat: dict[str, np.ndarray]) -> dict:
+    params: dict = {}
+    for path, value in flat.items():
+        *parents, leaf = path.split(_SEP)
+        node = params
+        for name in parents:
+            node = node.setdefault(name, {})
+        node[leaf] = value
+    return params
+
+
+def export_model(bundle: ModelBundle, reference: DataReference, out: str | os.PathLike) -> Path:
+    """Write `bundle` and its evaluation reference to `out` atomically."""
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "config": json.loads(bundle.config.to_json()),
+        "model": asdict(bundle.cfg),
+        "vocabulary": bundle.vocabulary.to_dict(),
+        "gene_names": [str(g) for g in bundle.gene_names],
+        "qc_columns": list(bundle.qc_columns),
+        "qc_thresholds": bundle.qc_thresholds.to_dict(),
+        "versions": {"trained_with": bundle.versions, "exported_with": library_versions()},
+        "reference": {
+            "labels": reference.labels,
+            "labels_by_split": reference.labels_by_split,
+            "headline_split": reference.headline_split,
+            "real_median_library": reference.real_median_library,
+            "real_pass_rate": reference.real_pass_rate,
+            "test_iwelbo": reference.test_iwelbo,
+            "true_top_ks": sorted(reference.true_top) if reference.true_top else [],
+        },
+    }
+    arrays = {f"param{_SEP}{k}": v for k, v in _flatten(bundle.params).items()}
+    arrays["normalization/mean"] = bundle.normalization.mean
+    arrays["normalization/std"] = bundle.normalization.std
+    arrays["reference/data_ate"] = reference.data_ate
+    if reference.true_ate is not None:
+        arrays["reference/true_ate"] = reference.true_ate
+        for k, top in reference.true_top.items():
+            arrays[f"reference/true_top{k}"] = top
+    arrays["meta"] = np.array(json.dumps(meta))
+    out = Path(out)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            np.savez(handle, **arrays)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return out
+
+
+def load_export(path: str | os.PathLike) -> tuple[ModelBundle, DataReference]:
+    """The bundle and evaluation reference of an export; RunError if it cannot be used."""
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            arrays = {name: stored[name] for name in stored.files}
+        meta = json.loads(str(arrays.pop("meta")))
+    except (OSError, ValueError, KeyError) as err:
+        raise RunError(f"{path} is not a cradle-jax export: {err}".splitlines()[0]) from err
+    version = meta.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise RunError(
+            f"{path} has export format {version!r}; this cradle-jax reads up to "
+            f"{FORMAT_VERSION}: upgrade cradle-jax"
+        )
+    prefix = f"param{_SEP}"
+    params = _unflatten({k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)})
+    normalization = LogStandardizeStats(arrays["normalization/mean"], arrays["normalization/std"])
+    meta["versions"] = meta["versions"]["trained_with"]
+    bundle = bundle_from_meta(meta, params, normalization)
+    ref = meta["reference"]
+    true_ate = arrays.get("reference/true_ate")
+    reference = DataReference(
+        labels=ref["labels"],
+        labels_by_split=ref["labels_by_split"],
+        headline_split=ref["headline_split"],
+        data_ate=arrays["reference/data_ate"],
+        real_median_library=ref["real_median_library"],
+        real_pass_rate=ref["real_pass_rate"],
+        test_iwelbo=ref["test_iwelbo"],
+        true_ate=true_ate,
+        true_top={k: arrays[f"reference/true_top{k}"] for k in ref["true_top_ks"]} or None,
+    )
+    return bundle, reference
