@@ -9,7 +9,8 @@ from numpyro import handlers
 
 from cradle_jax.data.batches import build_batch
 from cradle_jax.data.dataset import PerturbData
-from cradle_jax.models.cradle import CradleConfig, SiteWeights, guide
+from cradle_jax.models.cradle import SiteWeights, guide
+from cradle_jax.train.bundle import ModelBundle
 from cradle_jax.train.inputs import batch_arrays
 
 
@@ -28,16 +29,17 @@ def _posterior_means(params, batch, stats, key, cfg):
 
 
 def basal_latents(
-    params: dict,
-    cfg: CradleConfig,
+    bundle: ModelBundle,
     data: PerturbData,
     cells: np.ndarray,
     key_data: np.ndarray,
     batch_size: int = 512,
 ) -> np.ndarray:
-    """(len(cells), L) posterior means of z_b, one draw of the global variables per batch."""
-    cfg = dataclasses.replace(cfg, n_particles=1)
-    stats = {"norm_mean": data.normalization.mean, "norm_std": data.normalization.std}
+    """(len(cells), L) posterior means of z_b of the model's own training data, one draw of the
+    global variables per batch; inputs standardised with the model's training statistics."""
+    cfg = dataclasses.replace(bundle.cfg, n_particles=1)
+    params = bundle.params
+    stats = {"norm_mean": bundle.normalization.mean, "norm_std": bundle.normalization.std}
     key = jax.random.wrap_key_data(key_data)
     pieces = []
     for i, start in enumerate(range(0, len(cells), batch_size)):

@@ -222,7 +222,7 @@ def write_plots(
     ]  # fmt: skip
     rng = np.random.default_rng(seed)
     cells = np.sort(rng.permutation(data.n_cells)[:max_cells])
-    z = basal_latents(bundle.params, bundle.cfg, data, cells, purpose_key(seed, "evaluate/latent"))
+    z = basal_latents(bundle, data, cells, purpose_key(seed, "evaluate/latent"))
     paths.append(
         plots.latent_embedding(
             z, failed[cells], data.labels[cells], directory / "latent_embedding.png", seed=seed,

@@ -1,0 +1,141 @@
+"""A notebook API in the scvi-tools style over the functions the command line runs.
+
+    model = cradle_jax.CradleVAE(adata, workdir="runs/nb", n_latent=10, max_epochs=50)
+    model.train()
+    cells = model.predict(["A", "A+B"], n_cells=200)     # artifact-free AnnData
+    z = model.get_latent()                               # (N, L) basal latents of adata's cells
+    metrics = model.evaluate()                           # the metrics.json dictionary
+    model.save("model.cradle"); model = cradle_jax.CradleVAE.load("model.cradle")
+
+Settings are config fields (see experiments/configs/default.py), given by name when the name
+is unique across sections (`n_latent=10`) or as "section.field" (`**{"eval.qc_cells": 50}`).
+"""
+
+import tempfile
+from pathlib import Path
+
+import anndata as ad
+import ml_collections
+import numpy as np
+
+from cradle_jax.config import default_config
+from cradle_jax.data.dataset import PerturbData, load_perturb_data
+from cradle_jax.evaluate.cells import generated_anndata
+from cradle_jax.evaluate.config import eval_config
+from cradle_jax.evaluate.export import export_model, load_export
+from cradle_jax.evaluate.generate import EVAL_LIBRARY
+from cradle_jax.evaluate.latent import basal_latents
+from cradle_jax.evaluate.run import DataReference, data_reference, evaluate
+from cradle_jax.train.bundle import ModelBundle, load_workdir
+from cradle_jax.train.keys import purpose_key
+from cradle_jax.train.loop import train_and_evaluate
+
+DATA_FILE = "data.h5ad"
+
+
+def _apply_settings(config: ml_collections.ConfigDict, settings: dict) -> None:
+    """Set each field by "section.field" or by a field name unique across sections."""
+    sections = [
+        name for name, value in config.items() if isinstance(value, ml_collections.ConfigDict)
+    ]
+    for name, value in settings.items():
+        if "." in name:
+            section, field = name.split(".", 1)
+            owners = [section] if section in sections and field in config[section] else []
+        else:
+            field = name
+            owners = [s for s in sections if field in config[s]]
+            if name in config and name not in sections:
+                config[name] = value
+                continue
+        if len(owners) != 1:
+            where = "no config section" if not owners else f"sections {', '.join(owners)}"
+            raise ValueError(f"setting {name!r}: {where} has it; use 'section.field'")
+        config[owners[0]][field] = value
+
+
+class CradleVAE:
+    """CRADLE-VAE on one AnnData: train, predict artifact-free cells, latents, metrics, save."""
+
+    def __init__(
+        self, adata: ad.AnnData | str, workdir: str | Path | None = None, **settings
+    ) -> None:
+        self.config = default_config()
+        _apply_settings(self.config, settings)
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="cradle_jax_"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        if isinstance(adata, ad.AnnData):
+            path = self.workdir / DATA_FILE
+            adata.write_h5ad(path)
+            self.config.data.path = str(path)
+        else:
+            self.config.data.path = str(adata)
+        self._bundle: ModelBundle | None = None
+        self._reference: DataReference | None = None
+        self._data: PerturbData | None = None
+
+    def train(self) -> dict:
+        """Train (or resume) in the workdir; the training summary."""
+        summary = train_and_evaluate(self.config, self.workdir)
+        self._bundle = load_workdir(self.workdir)
+        return summary
+
+    @property
+    def bundle(self) -> ModelBundle:
+        if self._bundle is None:
+            raise RuntimeError("the model is not trained: call train() or CradleVAE.load(path)")
+        return self._bundle
+
+    def _training_data(self) -> PerturbData:
+        if self._data is None:
+            config = self.bundle.config
+            self._data = load_perturb_data(config.data.path, config.data, config.seed)
+        return self._data
+
+    def predict(
+        self, perturbations: list[str], n_cells: int = 100, library: float = EVAL_LIBRARY
+    ) -> ad.AnnData:
+        """Artifact-free cells for perturbations or unseen combinations of known singles."""
+        labels = [self.bundle.vocabulary.canonical(label) for label in perturbations]
+        return generated_anndata(
+            self.bundle, labels, n_cells, seed=self.bundle.config.seed, library=library
+        )
+
+    def get_latent(self) -> np.ndarray:
+        """(N, L) basal latent means of the training AnnData's cells, in its order."""
+        data = self._training_data()
+        key = purpose_key(self.bundle.config.seed, "api/latent")
+        return basal_latents(self.bundle, data, np.arange(data.n_cells), key)
+
+    def _eval_settings(self) -> ml_collections.ConfigDict:
+        eval_cfg = eval_config()
+        eval_cfg.update(self.bundle.config.get("eval", {}))
+        return eval_cfg
+
+    def _data_reference(self) -> DataReference:
+        """The data side of the evaluation, computed once from the training data."""
+        if self._reference is None:
+            seed = self.bundle.config.seed
+            self._reference = data_reference(
+                self.bundle, self._training_data(), self._eval_settings(), seed=seed
+            )
+        return self._reference
+
+    def evaluate(self) -> dict:
+        """The metrics of `cradle-jax evaluate` (see metrics.json) as a dictionary."""
+        reference, settings = self._data_reference(), self._eval_settings()
+        metrics, _, _ = evaluate(self.bundle, reference, settings, seed=self.bundle.config.seed)
+        return metrics
+
+    def save(self, path: str | Path) -> Path:
+        """Export the model and its evaluation reference to one file."""
+        return export_model(self.bundle, self._data_reference(), path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "CradleVAE":
+        """A model from an export: predict and evaluate work without the training data."""
+        bundle, reference = load_export(path)
+        model = cls.__new__(cls)
+        model.config, model.workdir = bundle.config, None
+        model._bundle, model._reference, model._data = bundle, reference, None
+        return model

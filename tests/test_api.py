@@ -1,0 +1,41 @@
+"""The notebook API: train, predict, get_latent, evaluate, save and load on simulated data."""
+
+import numpy as np
+import pytest
+
+import cradle_jax
+from cradle_jax.data.errors import DataError
+from cradle_jax.data.simulate import SimulationConfig, simulate
+from tests.evaluate.conftest import SMALL_EVAL
+from tests.train.conftest import TINY
+
+
+def test_the_notebook_workflow_end_to_end(tmp_path):
+    sim = simulate(SimulationConfig(n_cells=900, n_genes=110, n_perturbations=4, n_pairs=2))
+    settings = {**TINY, "train.max_epochs": 2, **{f"eval.{k}": v for k, v in SMALL_EVAL.items()}}
+    model = cradle_jax.CradleVAE(sim.adata, workdir=tmp_path / "run", **settings)
+    assert model.config.model.n_latent == 4
+    summary = model.train()
+    assert summary["epochs"] == 2
+    a, b = model.bundle.vocabulary.singles[:2]
+    cells = model.predict([a, f"{b}+{a}"], n_cells=10)
+    assert cells.obs["perturbation"].tolist() == [a] * 10 + [f"{a}+{b}"] * 10
+    with pytest.raises(DataError, match="unknown perturbation 'nope'"):
+        model.predict(["nope"])
+    z = model.get_latent()
+    assert z.shape == (sim.adata.n_obs, 4)
+    assert np.isfinite(z).all()
+    metrics = model.evaluate()
+    assert set(metrics["headline"]) >= {"ATE_pearsonr", "qc_pass_rate_t3"}
+    loaded = cradle_jax.CradleVAE.load(model.save(tmp_path / "model.cradle"))
+    assert loaded.evaluate() == metrics
+    np.testing.assert_array_equal(
+        loaded.predict([a], 5).X.toarray(), model.predict([a], 5).X.toarray()
+    )
+
+
+def test_an_ambiguous_or_unknown_setting_is_refused():
+    with pytest.raises(ValueError, match=r"'iwelbo_particles'.*use 'section\.field'"):
+        cradle_jax.CradleVAE("cells.h5ad", iwelbo_particles=5)
+    with pytest.raises(ValueError, match=r"'n_latnet'.*no config section"):
+        cradle_jax.CradleVAE("cells.h5ad", n_latnet=5)
