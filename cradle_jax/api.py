@@ -3,7 +3,7 @@
     model = cradle_jax.CradleVAE(adata, workdir="runs/nb", n_latent=10, max_epochs=50)
     model.train()
     cells = model.predict(["A", "A+B"], n_cells=200)     # artifact-free AnnData
-    z = model.get_latent()                               # (N, L) basal latents of adata's cells
+    z = model.get_latent(adata)                          # (N, L) basal latents of its cells
     metrics = model.evaluate()                           # the metrics.json dictionary
     model.save("model.cradle"); model = cradle_jax.CradleVAE.load("model.cradle")
 
@@ -24,7 +24,7 @@ from cradle_jax.evaluate.cells import generated_anndata
 from cradle_jax.evaluate.config import eval_config
 from cradle_jax.evaluate.export import export_model, load_export
 from cradle_jax.evaluate.generate import EVAL_LIBRARY
-from cradle_jax.evaluate.latent import basal_latents
+from cradle_jax.evaluate.latent import basal_latents, encode_cells
 from cradle_jax.evaluate.run import DataReference, data_reference, evaluate
 from cradle_jax.train.bundle import ModelBundle, load_workdir
 from cradle_jax.train.keys import purpose_key
@@ -101,10 +101,13 @@ class CradleVAE:
             self.bundle, labels, n_cells, seed=self.bundle.config.seed, library=library
         )
 
-    def get_latent(self) -> np.ndarray:
-        """(N, L) basal latent means of the training AnnData's cells, in its order."""
-        data = self._training_data()
+    def get_latent(self, adata: ad.AnnData | None = None) -> np.ndarray:
+        """(N, L) basal latent means of `adata`'s cells (default: the training AnnData's), in
+        its order. Other cells need the model's genes and known perturbation labels."""
         key = purpose_key(self.bundle.config.seed, "api/latent")
+        if adata is not None:
+            return encode_cells(self.bundle, adata, key)
+        data = self._training_data()
         return basal_latents(self.bundle, data, np.arange(data.n_cells), key)
 
     def _eval_settings(self) -> ml_collections.ConfigDict:

@@ -25,6 +25,14 @@ def test_the_notebook_workflow_end_to_end(tmp_path):
     z = model.get_latent()
     assert z.shape == (sim.adata.n_obs, 4)
     assert np.isfinite(z).all()
+    # Cells given as an AnnData are read as the training data was: the same latents.
+    np.testing.assert_allclose(model.get_latent(sim.adata), z, rtol=1e-5, atol=1e-6)
+    first = sim.adata[:50].copy()
+    np.testing.assert_allclose(model.get_latent(first), z[:50], rtol=1e-5, atol=1e-6)
+    first.obs["perturbation"] = first.obs["perturbation"].cat.add_categories("XYZ")
+    first.obs.iloc[0, first.obs.columns.get_loc("perturbation")] = "XYZ"
+    with pytest.raises(DataError, match="unknown perturbation 'XYZ'"):
+        model.get_latent(first)
     metrics = model.evaluate()
     assert set(metrics["headline"]) >= {"ATE_pearsonr", "qc_pass_rate_t3"}
     loaded = cradle_jax.CradleVAE.load(model.save(tmp_path / "model.cradle"))

@@ -105,7 +105,7 @@ def load_perturb_data(
 ) -> PerturbData:
     """Build PerturbData from a path or an AnnData with the `data` config section."""
     adata = read_h5ad(source, config.backed) if isinstance(source, str | Path) else source
-    counts = _count_source(adata, config.layer)
+    counts = count_source(adata, config.layer)
     where = f"counts ({'layer ' + repr(config.layer) if config.layer else 'X'})"
     _check_names(adata)
     library = check_counts(counts, where)
@@ -115,10 +115,10 @@ def load_perturb_data(
     )
     treatments, treatment_of_cell = np.unique(labels, return_inverse=True)
     dosage = vocab.dosage(treatments.tolist())[treatment_of_cell]
-    metrics = _qc_metrics(adata, counts, config, seed)
+    metrics = qc_metrics_of(adata, counts, config, seed)
     thresholds = qc_rules.fit_thresholds(metrics)
     flags = qc_rules.qc_flags(metrics.table, thresholds, config.qc_threshold)
-    qc_matrix, qc_columns = _qc_matrix(flags, config.qc_mode)
+    qc_matrix, qc_columns = qc_matrix_of(flags, config.qc_mode)
     fail = qc_rules.total_qc(flags).astype(bool)
 
     split_seed = seed if config.split_seed < 0 else config.split_seed
@@ -156,7 +156,7 @@ def load_perturb_data(
     )
 
 
-def _count_source(adata: ad.AnnData, layer: str) -> CountSource:
+def count_source(adata: ad.AnnData, layer: str) -> CountSource:
     if layer and layer not in adata.layers:
         raise DataError(
             f"layer {layer!r} not found (layers: {', '.join(adata.layers) or 'none'}); "
@@ -187,9 +187,10 @@ def _check_names(adata: ad.AnnData) -> None:
             )
 
 
-def _qc_metrics(
+def qc_metrics_of(
     adata: ad.AnnData, counts: CountSource, config: ml_collections.ConfigDict, seed: int
 ) -> qc_rules.QCMetrics:
+    """QC metrics of every cell: from obs when all six are there, else computed by row block."""
     from_obs = qc_rules.qc_metrics_from_obs(adata.obs)
     if from_obs is not None:
         return from_obs
@@ -219,7 +220,8 @@ def _qc_metrics(
     return qc_rules.QCMetrics(table=table, unavailable=unavailable, source="computed")
 
 
-def _qc_matrix(flags: pd.DataFrame, mode: str) -> tuple[np.ndarray, tuple[str, ...]]:
+def qc_matrix_of(flags: pd.DataFrame, mode: str) -> tuple[np.ndarray, tuple[str, ...]]:
+    """The model's (N, Q) QC input c: one "fail any" column (total) or one per criterion (each)."""
     if mode == "total":
         return qc_rules.total_qc(flags).astype(np.float32)[:, None], ("total_qc",)
     if mode == "each":

@@ -3,12 +3,17 @@
 import dataclasses
 from functools import partial
 
+import anndata as ad
 import jax
 import numpy as np
+import pandas as pd
 from numpyro import handlers
 
 from cradle_jax.data.batches import build_batch
-from cradle_jax.data.dataset import PerturbData
+from cradle_jax.data.counts import check_counts
+from cradle_jax.data.dataset import PerturbData, count_source, qc_matrix_of, qc_metrics_of
+from cradle_jax.data.errors import DataError
+from cradle_jax.data.qc import qc_flags
 from cradle_jax.models.cradle import SiteWeights, guide
 from cradle_jax.train.bundle import ModelBundle
 from cradle_jax.train.inputs import batch_arrays
@@ -47,4 +52,56 @@ def basal_latents(
         batch = batch_arrays(build_batch(data, index, pad_to=batch_size))
         z = _posterior_means(params, batch, stats, jax.random.fold_in(key, i), cfg)
         pieces.append(np.asarray(z)[: len(index)])
+    return np.concatenate(pieces)
+
+
+def encode_cells(
+    bundle: ModelBundle, adata: ad.AnnData, key_data: np.ndarray, batch_size: int = 512
+) -> np.ndarray:
+    """(N, L) posterior means of z_b for any cells, read as the model's training data was.
+
+    Genes are matched to the model's by name (extra genes are ignored for the encoder but kept
+    for the QC metrics), perturbations are parsed with the model's vocabulary (an unknown one
+    is a DataError naming it), and QC flags use the model's thresholds at its t.
+    """
+    config = bundle.config.data
+    counts = count_source(adata, config.layer)
+    check_counts(counts, "counts")
+    genes = pd.Index(np.asarray(adata.var_names, dtype=str))
+    missing = [g for g in bundle.gene_names.astype(str) if g not in genes]
+    if missing:
+        raise DataError(
+            f"{len(missing)} of the model's {len(bundle.gene_names)} genes are missing from the "
+            f"AnnData (e.g. {missing[0]!r})"
+        )
+    columns = genes.get_indexer(bundle.gene_names.astype(str))
+    if config.perturbation_key not in adata.obs.columns:
+        raise DataError(f"obs has no perturbation column {config.perturbation_key!r}")
+    labels = [bundle.vocabulary.canonical(str(v)) for v in adata.obs[config.perturbation_key]]
+    dosage = bundle.vocabulary.dosage(labels).toarray()
+    metrics = qc_metrics_of(adata, counts, config, bundle.config.seed)
+    flags = qc_flags(metrics.table, bundle.qc_thresholds, config.qc_threshold)
+    qc, _ = qc_matrix_of(flags, config.qc_mode)
+    cfg = dataclasses.replace(bundle.cfg, n_particles=1)
+    stats = {"norm_mean": bundle.normalization.mean, "norm_std": bundle.normalization.std}
+    key = jax.random.wrap_key_data(key_data)
+    pieces = []
+    for i, start in enumerate(range(0, adata.n_obs, batch_size)):
+        rows = np.arange(start, min(start + batch_size, adata.n_obs))
+        x = counts.rows(rows)[:, columns].toarray().astype(np.float32)
+        pad = batch_size - len(rows)
+
+        def padded(a: np.ndarray, pad: int = pad) -> np.ndarray:
+            return np.concatenate([a, np.zeros((pad, *a.shape[1:]), a.dtype)])
+
+        batch = {
+            "X": padded(x),
+            "D": padded(dosage[rows].astype(np.float32)),
+            "qc": padded(qc[rows]),
+            "cfX": np.zeros((batch_size, x.shape[1]), np.float32),
+            "library_size": padded(x.sum(axis=1)),
+            "weight": padded(np.ones(len(rows), np.float32)),
+        }
+        z = _posterior_means(bundle.params, batch, stats, jax.random.fold_in(key, i), cfg)
+        pieces.append(np.asarray(z)[: len(rows)])
     return np.concatenate(pieces)
