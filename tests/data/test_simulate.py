@@ -149,6 +149,13 @@ def test_mask_embedding_and_interactions_are_planted(large):
     ].tolist()
 
 
+def test_max_mask_dims_bounds_each_singles_mask():
+    config = dataclasses.replace(SMALL, n_perturbations=12, n_pairs=0, max_mask_dims=1)
+    truth = simulate(config).truth
+    np.testing.assert_array_equal(truth["mask"].sum(axis=1), 1)
+    np.testing.assert_array_equal(truth["embedding"] != 0, truth["mask"] == 1)
+
+
 def test_artifacts_look_like_artifacts(large):
     truth = large.truth
     total, _, pct_mt = _qc(large.adata.X, large.adata.var_names)
@@ -326,6 +333,7 @@ def test_edge_configs_simulate(changes):
         ({"n_cells": 5}, "n_cells"),
         ({"n_cells": 2.5}, "n_cells"),
         ({"n_latent": 0}, "n_latent"),
+        ({"max_mask_dims": 0}, "max_mask_dims"),
         ({"seed": -1}, "seed"),
         ({"damaged_share": 0.9}, "damaged_share"),
         ({"library_median": float("nan")}, "library_median"),

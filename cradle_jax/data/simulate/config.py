@@ -46,6 +46,7 @@ class SimulationConfig:
     empty_share: float = 0.25
     doublet_share: float = 0.25
     effect_size: float = 2.0  # |m ⊙ e| on an active dim is effect_size · U(0.75, 1.5)
+    max_mask_dims: int = 3  # a single's mask touches U{1, ..., max_mask_dims} latent dims
     loading_scale: float = 0.4  # std of a non-zero decoder loading
     loading_density: float = 0.1  # share of genes loading on each latent dim
     decoder_nonlinearity: float = 0.5  # κ, weight of the tanh hidden layer
@@ -80,7 +81,14 @@ class SimulationConfig:
                 raise DataError(
                     f"simulation config: {f.name} must be a finite number, got {value!r}"
                 )
-        for name in ("n_cells", "n_perturbations", "n_latent", "ate_cells", "block_size"):
+        for name in (
+            "n_cells",
+            "n_perturbations",
+            "n_latent",
+            "max_mask_dims",
+            "ate_cells",
+            "block_size",
+        ):
             _require(getattr(self, name) >= 1, name, "must be >= 1")
         _require(self.n_pairs >= 0, "n_pairs", "must be >= 0")
         _require(self.seed >= 0, "seed", "must be >= 0")

@@ -133,7 +133,8 @@ def _perturbations(config: SimulationConfig, rng: np.random.Generator) -> dict:
     mask = np.zeros((T, L), np.uint8)
     embedding = np.zeros((T, L), np.float32)
     for j in range(T):
-        dims = rng.choice(L, size=rng.integers(1, min(3, L) + 1), replace=False)
+        n_dims = rng.integers(1, min(config.max_mask_dims, L) + 1)
+        dims = rng.choice(L, size=n_dims, replace=False)
         mask[j, dims] = 1
         magnitude = config.effect_size * rng.uniform(0.75, 1.5, size=dims.size)
         embedding[j, dims] = rng.choice([-1.0, 1.0], size=dims.size) * magnitude
