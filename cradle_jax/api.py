@@ -21,7 +21,7 @@ import numpy as np
 from cradle_jax.config import default_config
 from cradle_jax.data.dataset import PerturbData, load_perturb_data
 from cradle_jax.evaluate.cells import generated_anndata
-from cradle_jax.evaluate.config import eval_config
+from cradle_jax.evaluate.config import eval_settings
 from cradle_jax.evaluate.export import export_model, load_export
 from cradle_jax.evaluate.generate import EVAL_LIBRARY
 from cradle_jax.evaluate.latent import basal_latents, encode_cells
@@ -110,23 +110,18 @@ class CradleVAE:
         data = self._training_data()
         return basal_latents(self.bundle, data, np.arange(data.n_cells), key)
 
-    def _eval_settings(self) -> ml_collections.ConfigDict:
-        eval_cfg = eval_config()
-        eval_cfg.update(self.bundle.config.get("eval", {}))
-        return eval_cfg
-
     def _data_reference(self) -> DataReference:
         """The data side of the evaluation, computed once from the training data."""
         if self._reference is None:
             seed = self.bundle.config.seed
             self._reference = data_reference(
-                self.bundle, self._training_data(), self._eval_settings(), seed=seed
+                self.bundle, self._training_data(), eval_settings(self.bundle.config), seed=seed
             )
         return self._reference
 
     def evaluate(self) -> dict:
         """The metrics of `cradle-jax evaluate` (see metrics.json) as a dictionary."""
-        reference, settings = self._data_reference(), self._eval_settings()
+        reference, settings = self._data_reference(), eval_settings(self.bundle.config)
         metrics, _, _ = evaluate(self.bundle, reference, settings, seed=self.bundle.config.seed)
         return metrics
 

@@ -1,24 +1,41 @@
 """Atomic file writes: a reader sees the old file or the whole new one, never a part."""
 
+import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 
-def write_text(path: str | os.PathLike, text: str) -> None:
-    """Write `text` to a temporary file beside `path`, flush it to disk, then rename it."""
+@contextlib.contextmanager
+def replacing(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside `path` to write to; on success it is flushed to disk,
+    given ordinary file permissions and renamed to `path`; on any error it is removed.
+
+    The temporary name keeps `path`'s suffix, so writers that infer the format from it (or
+    append one, as `numpy.savez` does) behave as they would for `path` itself.
+    """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    os.close(fd)
+    tmp = Path(name)
     try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
+        yield tmp
+        with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; results are ordinary files
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Write `text` to `path` atomically."""
+    with replacing(path) as tmp:
+        tmp.write_text(text)
 
 
 def write_json(path: str | os.PathLike, value) -> None:

@@ -9,7 +9,7 @@ from absl import flags
 from cradle_jax.cli.common import EXPORT, WORKDIR
 from cradle_jax.data.dataset import PerturbData, load_perturb_data
 from cradle_jax.data.simulate import load_truth
-from cradle_jax.evaluate.config import eval_config
+from cradle_jax.evaluate.config import eval_settings
 from cradle_jax.evaluate.export import load_export
 from cradle_jax.evaluate.run import (
     data_reference,
@@ -37,8 +37,7 @@ def truth_beside(path: str) -> dict | None:
 
 def evaluation_settings(bundle: ModelBundle) -> ml_collections.ConfigDict:
     """The run's `eval` section over today's defaults, with the command line's overrides."""
-    eval_cfg = eval_config()
-    eval_cfg.update(bundle.config.get("eval", {}))
+    eval_cfg = eval_settings(bundle.config)
     if ATE_PARTICLES.value is not None:
         eval_cfg.ate_particles = ATE_PARTICLES.value
     if QC_CELLS.value is not None:

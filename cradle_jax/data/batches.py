@@ -48,15 +48,19 @@ def num_batches(n_cells: int, batch_size: int) -> int:
     return -(-n_cells // batch_size)
 
 
+def pad_rows(a: np.ndarray, n_rows: int, fill: float = 0) -> np.ndarray:
+    """`a` with rows of `fill` appended up to `n_rows` rows (the weight-0 padding cells)."""
+    return np.concatenate([a, np.full((n_rows - len(a), *a.shape[1:]), fill, dtype=a.dtype)])
+
+
 def build_batch(data: PerturbData, index: np.ndarray, pad_to: int) -> Batch:
     """Densify the cells `index` (any order) and pad them to `pad_to` rows."""
-    n, pad = len(index), pad_to - len(index)
     x = data.counts.rows(index).toarray()
     cf = reference_medians(data.references[index], data.reference_rows.rows, x.shape[1])
-    weight = np.ones(n, dtype=np.float32)
+    weight = np.ones(len(index), dtype=np.float32)
 
     def padded(a: np.ndarray, fill: float = 0) -> np.ndarray:
-        return np.concatenate([a, np.full((pad, *a.shape[1:]), fill, dtype=a.dtype)])
+        return pad_rows(a, pad_to, fill)
 
     return Batch(
         X=padded(x.astype(np.float32)),

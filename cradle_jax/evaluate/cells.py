@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from cradle_jax import atomic
 from cradle_jax.data.errors import DataError
 from cradle_jax.evaluate.generate import EVAL_LIBRARY, generate_cells
 from cradle_jax.evaluate.qc_rate import generated_cell_names, generated_qc
@@ -59,12 +60,7 @@ def generated_anndata(
 
 
 def write_anndata(adata: ad.AnnData, out: str | Path) -> Path:
-    """Write .h5ad atomically: a temporary file beside `out`, renamed when complete."""
-    out = Path(out)
-    tmp = out.with_name(f".{out.name}.tmp.h5ad")
-    try:
+    """Write .h5ad atomically (see `cradle_jax.atomic.replacing`)."""
+    with atomic.replacing(out) as tmp:
         adata.write_h5ad(tmp)
-        tmp.replace(out)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return out
+    return Path(out)

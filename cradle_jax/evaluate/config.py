@@ -14,3 +14,10 @@ def eval_config() -> ml_collections.ConfigDict:
     c.iwelbo_particles = 100  # test IWELBO (§5.6)
     c.iwelbo_batch_size = 128
     return c
+
+
+def eval_settings(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """A run's `eval` section over today's defaults (runs trained before a field existed)."""
+    settings = eval_config()
+    settings.update(config.get("eval", {}))
+    return settings

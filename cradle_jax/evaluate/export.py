@@ -9,12 +9,12 @@ reads it. Written atomically.
 
 import json
 import os
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
+from cradle_jax import atomic
 from cradle_jax.data.statistics import LogStandardizeStats
 from cradle_jax.evaluate.run import DataReference
 from cradle_jax.train.bundle import ModelBundle, bundle_from_meta, library_versions
@@ -77,16 +77,9 @@ def export_model(bundle: ModelBundle, reference: DataReference, out: str | os.Pa
         for k, top in reference.true_top.items():
             arrays[f"reference/true_top{k}"] = top
     arrays["meta"] = np.array(json.dumps(meta))
-    out = Path(out)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **arrays)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out
+    with atomic.replacing(out) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, **arrays)  # a handle: savez would append .npz to a path
+    return Path(out)
 
 
 def load_export(path: str | os.PathLike) -> tuple[ModelBundle, DataReference]:

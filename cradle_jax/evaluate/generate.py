@@ -37,12 +37,7 @@ def sample_good_path(params: dict, dosage: jax.Array, key: jax.Array, library, c
     global_key, model_key = jax.random.split(key)
     global_samples = sample_global_posterior(params, global_key, cfg)
     K = dosage.shape[0]
-    unit = SiteWeights(
-        perturbation=jnp.ones(cfg.n_perturbations),
-        qc=jnp.ones(cfg.n_qc),
-        cell=jnp.ones(K),
-        reconstruction=jnp.ones(K),
-    )
+    unit = SiteWeights.unweighted(cfg, jnp.ones(K))
     batch = _good_path_batch(dosage, cfg.n_qc, library)
     substituted = handlers.substitute(model, data={**params, **global_samples})
     program = handlers.seed(substituted, model_key)

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from numpyro import handlers
 
-from cradle_jax.data.batches import build_batch
+from cradle_jax.data.batches import build_batch, pad_rows
 from cradle_jax.data.counts import check_counts
 from cradle_jax.data.dataset import PerturbData, count_source, qc_matrix_of, qc_metrics_of
 from cradle_jax.data.errors import DataError
@@ -22,12 +22,7 @@ from cradle_jax.train.inputs import batch_arrays
 @partial(jax.jit, static_argnames=("cfg",))
 def _posterior_means(params, batch, stats, key, cfg):
     B = batch["X"].shape[0]
-    unit = SiteWeights(
-        perturbation=jax.numpy.ones(cfg.n_perturbations),
-        qc=jax.numpy.ones(cfg.n_qc),
-        cell=batch["weight"],
-        reconstruction=batch["weight"],
-    )
+    unit = SiteWeights.unweighted(cfg, batch["weight"])
     program = handlers.seed(handlers.substitute(guide, data=params), key)
     trace = handlers.trace(program).get_trace(batch, stats, unit, cfg, counterfactual=False)
     return trace["z_loc"]["value"].reshape(-1, B, cfg.n_latent)[0]
@@ -89,18 +84,13 @@ def encode_cells(
     for i, start in enumerate(range(0, adata.n_obs, batch_size)):
         rows = np.arange(start, min(start + batch_size, adata.n_obs))
         x = counts.rows(rows)[:, columns].toarray().astype(np.float32)
-        pad = batch_size - len(rows)
-
-        def padded(a: np.ndarray, pad: int = pad) -> np.ndarray:
-            return np.concatenate([a, np.zeros((pad, *a.shape[1:]), a.dtype)])
-
         batch = {
-            "X": padded(x),
-            "D": padded(dosage[rows].astype(np.float32)),
-            "qc": padded(qc[rows]),
+            "X": pad_rows(x, batch_size),
+            "D": pad_rows(dosage[rows].astype(np.float32), batch_size),
+            "qc": pad_rows(qc[rows], batch_size),
             "cfX": np.zeros((batch_size, x.shape[1]), np.float32),
-            "library_size": padded(x.sum(axis=1)),
-            "weight": padded(np.ones(len(rows), np.float32)),
+            "library_size": pad_rows(x.sum(axis=1), batch_size),
+            "weight": pad_rows(np.ones(len(rows), np.float32), batch_size),
         }
         z = _posterior_means(bundle.params, batch, stats, jax.random.fold_in(key, i), cfg)
         pieces.append(np.asarray(z)[: len(rows)])

@@ -10,7 +10,6 @@ seed: every random draw (subsampling, UMAP, strip-plot jitter) comes from a fixe
 
 import logging
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from cradle_jax import atomic
 from cradle_jax.data.qc import _FAIL_BELOW, QC_METRICS, QCThresholds
 
 log = logging.getLogger(__name__)
@@ -47,18 +47,9 @@ def _save(figure: Figure, path: str | os.PathLike) -> Path:
     something to paper over by creating directories in unexpected places.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            # No "Software" text chunk: the bytes then depend only on the drawing.
-            figure.savefig(handle, format="png", dpi=_DPI, metadata={"Software": None})
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the plot from other readers of the run
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic.replacing(path) as tmp:
+        # No "Software" text chunk: the bytes then depend only on the drawing.
+        figure.savefig(tmp, format="png", dpi=_DPI, metadata={"Software": None})
     return path
 
 

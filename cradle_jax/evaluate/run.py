@@ -183,9 +183,8 @@ def evaluate(
 def write_results(metrics: dict, tables: dict[str, np.ndarray], directory: str | Path) -> Path:
     """metrics.json and ate_tables.npz in `directory`, each atomically."""
     directory = Path(directory)
-    tmp = directory / f".{TABLES_NAME}.tmp.npz"
-    np.savez(tmp, **tables)
-    tmp.replace(directory / TABLES_NAME)
+    with atomic.replacing(directory / TABLES_NAME) as tmp:
+        np.savez(tmp, **tables)
     path = directory / METRICS_NAME
     atomic.write_json(path, metrics)
     return path

@@ -69,6 +69,17 @@ class SiteWeights:
     cell: jax.Array
     reconstruction: jax.Array
 
+    @classmethod
+    def unweighted(cls, cfg: "CradleConfig", cell: jax.Array) -> "SiteWeights":
+        """Weight 1 on every global site and `cell` (B,) on the per-cell sites (no plate
+        reweighting, no α): for generation, encoding and the predictive IWELBO."""
+        return cls(
+            perturbation=jnp.ones(cfg.n_perturbations),
+            qc=jnp.ones(cfg.n_qc),
+            cell=cell,
+            reconstruction=cell,
+        )
+
 
 def log_standardize(x: jax.Array, mean: jax.Array, std: jax.Array) -> jax.Array:
     """(log(1+x) − m)/s with §2.3's sanitising (NaN→1e-6, +inf→1e6, −inf→1e-6).

@@ -23,7 +23,8 @@ from cradle_jax.data.statistics import LogStandardizeStats
 from cradle_jax.models.cradle import CradleConfig
 from cradle_jax.train.checkpoints import Checkpoints
 from cradle_jax.train.errors import RunError
-from cradle_jax.train.objective import init_params
+from cradle_jax.train.mesh import to_host
+from cradle_jax.train.objective import init_params, placeholder_inputs
 
 META_NAME = "model.json"
 NORMALIZATION_NAME = "normalization.npz"
@@ -74,9 +75,8 @@ def write_model_meta(
 ) -> None:
     """model.json and normalization.npz in the workdir, each written atomically."""
     atomic.write_json(workdir / META_NAME, model_meta(data, cfg, config))
-    tmp = workdir / f".{NORMALIZATION_NAME}.tmp.npz"
-    np.savez(tmp, mean=data.normalization.mean, std=data.normalization.std)
-    tmp.replace(workdir / NORMALIZATION_NAME)
+    with atomic.replacing(workdir / NORMALIZATION_NAME) as tmp:
+        np.savez(tmp, mean=data.normalization.mean, std=data.normalization.std)
 
 
 def bundle_from_meta(meta: dict, params: dict, normalization: LogStandardizeStats) -> ModelBundle:
@@ -103,31 +103,11 @@ def read_workdir_meta(workdir: Path) -> tuple[dict, LogStandardizeStats]:
     return json.loads(path.read_text()), normalization
 
 
-def host_params(params: dict) -> dict:
-    """Parameters as NumPy arrays on the host (from any device or mesh)."""
-    return jax.tree.map(lambda a: np.asarray(a.addressable_data(0)), params)
-
-
 def param_shapes(cfg: CradleConfig, sharding: jax.sharding.Sharding | None = None) -> dict:
     """The parameter tree `cfg` builds, as ShapeDtypeStructs (nothing is computed)."""
-    G, T, Q = cfg.n_genes, cfg.n_perturbations, cfg.n_qc
-    zeros = np.zeros
-    batch = {
-        "X": zeros((1, G), np.float32),
-        "D": zeros((1, T), np.float32),
-        "qc": zeros((1, Q), np.float32),
-        "cfX": zeros((1, G), np.float32),
-        "library_size": zeros((1,), np.float32),
-        "weight": np.ones((1,), np.float32),
-    }
-    stats = {
-        "obs_dosage": np.ones(T, np.float32),
-        "obs_qc": np.ones(Q, np.float32),
-        "norm_mean": zeros(G, np.float32),
-        "norm_std": np.ones(G, np.float32),
-        "fail_fraction": np.float32(0.5),
-    }
-    shapes = jax.eval_shape(lambda key: init_params(key, batch, stats, cfg), jax.random.key(0))
+    shapes = jax.eval_shape(
+        lambda key: init_params(key, *placeholder_inputs(cfg), cfg), jax.random.key(0)
+    )
     return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), shapes)
 
 
@@ -141,4 +121,4 @@ def load_workdir(workdir: str | Path) -> ModelBundle:
         params = checkpoints.restore_best_params(param_shapes(cfg, device))
     finally:
         checkpoints.close()
-    return bundle_from_meta(meta, host_params(params), normalization)
+    return bundle_from_meta(meta, to_host(params), normalization)

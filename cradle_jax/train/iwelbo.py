@@ -11,7 +11,7 @@ from cradle_jax.data.batches import batch_indices, build_local_batch
 from cradle_jax.data.dataset import PerturbData
 from cradle_jax.models.cradle import CradleConfig
 from cradle_jax.train.inputs import batch_arrays, split_stats
-from cradle_jax.train.mesh import global_batch, local_rows, replicate
+from cradle_jax.train.mesh import global_batch, local_rows, replicate, to_host
 from cradle_jax.train.objective import predictive_iwelbo, sample_global_posterior
 
 
@@ -53,6 +53,6 @@ def split_iwelbo(
         local = batch_arrays(build_local_batch(data, index, rows))
         batch = global_batch(local, mesh, batch_size)
         value = per_cell_sum(params, global_samples, batch, stats, cell_key, i)
-        total += float(np.asarray(value.addressable_data(0)))
+        total += float(to_host(value))
         n_cells += int((index >= 0).sum())
     return total / max(n_cells, 1)

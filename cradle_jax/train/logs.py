@@ -6,10 +6,11 @@ and the TensorBoard writer purges the same steps from its view.
 """
 
 import json
-import os
 from pathlib import Path
 
 from tensorboardX import SummaryWriter
+
+from cradle_jax import atomic
 
 JSONL_NAME = "metrics.jsonl"
 TENSORBOARD_DIR = "tensorboard"
@@ -20,9 +21,7 @@ def _truncate_after(path: Path, step: int) -> None:
     if not path.exists():
         return
     kept = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= step]
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(f"{line}\n" for line in kept))
-    os.replace(tmp, path)
+    atomic.write_text(path, "".join(f"{line}\n" for line in kept))
 
 
 def loss_curve(workdir: str | Path, rows: int = 8) -> str:

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import jax
 import ml_collections
-import numpy as np
 from jax.sharding import Mesh
 from tqdm import tqdm
 
@@ -39,18 +38,14 @@ from cradle_jax.train.mesh import (
     local_rows,
     replicate,
     replicated,
+    to_host,
 )
-from cradle_jax.train.objective import LossConfig, init_params
+from cradle_jax.train.objective import LossConfig, init_params, placeholder_inputs
 from cradle_jax.train.state import Progress, TrainState
 from cradle_jax.train.step import make_eval_step, make_optimizer, make_train_step
 from cradle_jax.train.workdir import prepare_workdir
 
 SUMMARY_NAME = "training.json"
-
-
-def _host(value) -> np.ndarray:
-    """A replicated array's value on this process (works on several hosts too)."""
-    return np.asarray(value.addressable_data(0))
 
 
 def _say(text: str) -> None:
@@ -117,11 +112,8 @@ def _open_run(config: ml_collections.ConfigDict, mesh: Mesh | None) -> Run:
 
 def _initial_state(run: Run, optimizer) -> TrainState:
     """Fresh parameters from the run's "init" key, identical on every process, replicated."""
-    index = next(batch_indices(run.data, "train", run.batch_size, seed=0, shuffle=False))
-    first = batch_arrays(build_local_batch(run.data, index, slice(None)))
     key = jax.random.wrap_key_data(purpose_key(run.config.seed, "init"))
-    stats = split_stats(run.data, "train")
-    params = jax.jit(init_params, static_argnames="cfg")(key, first, stats, run.cfg)
+    params = jax.jit(init_params, static_argnames="cfg")(key, *placeholder_inputs(run.cfg), run.cfg)
     state = TrainState.create(jax.device_get(params), optimizer)
     return replicate(jax.device_get(state), run.mesh)
 
@@ -139,7 +131,7 @@ def _validate(run: Run, eval_step, params: dict, epoch: int) -> dict[str, float]
         loss, aux = eval_step(params, batch, run.val_stats, key_data, i)
         sums = _weighted_sums(sums, n_cells, loss, aux)
         n_total += n_cells
-    return {name: float(_host(value)) / n_total for name, value in sums.items()}
+    return {name: float(to_host(value)) / n_total for name, value in sums.items()}
 
 
 def _epoch_line(epoch: int, step: int, train: dict, val: dict, progress: Progress) -> str:
@@ -164,7 +156,7 @@ def _train(run: Run, workdir: Path, checkpoints: Checkpoints) -> Progress:
     if checkpoints.latest_step() is not None:
         state, progress = checkpoints.restore_latest(state)
         _say(f"resuming from step {checkpoints.latest_step()} (epoch {progress.epoch + 1})")
-    step = int(_host(state.step))
+    step = int(to_host(state.step))
     progress.extend(step, tc.max_epochs, tc.max_steps)
     if progress.finished:
         return progress
@@ -197,15 +189,15 @@ def _train(run: Run, workdir: Path, checkpoints: Checkpoints) -> Progress:
                 step += 1
                 bar.update()
                 if step % tc.log_every_steps == 0:
-                    log.write(step, {"train/step_loss": float(_host(loss))})
+                    log.write(step, {"train/step_loss": float(to_host(loss))})
                 if tc.max_steps and step >= tc.max_steps:
                     progress.stop_reason = "max_steps"
                     break
                 if step % tc.checkpoint_every_steps == 0 and progress.batch < n_batches:
-                    progress.epoch_sums = {k: float(_host(v)) for k, v in sums.items()}
+                    progress.epoch_sums = {k: float(to_host(v)) for k, v in sums.items()}
                     checkpoints.save_latest(step, state, progress)
             bar.close()
-            progress.epoch_sums = {k: float(_host(v)) for k, v in sums.items()}
+            progress.epoch_sums = {k: float(to_host(v)) for k, v in sums.items()}
             if progress.batch == n_batches:
                 line = _end_epoch(run, eval_step, state, progress, step, checkpoints, log)
                 per_step = (time.perf_counter() - started) / (step - steps_at_start)

@@ -64,3 +64,9 @@ def global_batch(local: dict[str, np.ndarray], mesh: Mesh, batch_size: int) -> d
 def replicate(tree, mesh: Mesh):
     """Put a pytree of host or device arrays on every device of the mesh."""
     return jax.device_put(tree, replicated(mesh))
+
+
+def to_host(tree):
+    """A pytree of replicated arrays as NumPy arrays: this process's copy, so it works on
+    several hosts too, where a replicated array is not fully addressable."""
+    return jax.tree.map(lambda a: np.asarray(a.addressable_data(0)), tree)

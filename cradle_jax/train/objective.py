@@ -169,6 +169,28 @@ def cradle_loss(
     return negative_elbo + loss_cfg.beta * cf, aux
 
 
+def placeholder_inputs(cfg: CradleConfig) -> tuple[dict, dict]:
+    """A one-cell batch and statistics of the shapes `cfg` needs: parameters depend only on
+    the key and the shapes, so these initialise them without touching any data."""
+    G, T, Q = cfg.n_genes, cfg.n_perturbations, cfg.n_qc
+    batch = {
+        "X": jnp.zeros((1, G)),
+        "D": jnp.zeros((1, T)),
+        "qc": jnp.zeros((1, Q)),
+        "cfX": jnp.zeros((1, G)),
+        "library_size": jnp.zeros((1,)),
+        "weight": jnp.ones((1,)),
+    }
+    stats = {
+        "obs_dosage": jnp.ones(T),
+        "obs_qc": jnp.ones(Q),
+        "norm_mean": jnp.zeros(G),
+        "norm_std": jnp.ones(G),
+        "fail_fraction": jnp.asarray(0.5),
+    }
+    return batch, stats
+
+
 def init_params(key: jax.Array, batch: dict, stats: dict, cfg: CradleConfig) -> dict:
     """Initial parameters of guide and model (flax modules and free parameters) for `cfg`."""
     weights, _ = site_weights(batch, stats, cfg, LossConfig(alpha="off", cf_kl="none"))
@@ -184,12 +206,7 @@ def init_params(key: jax.Array, batch: dict, stats: dict, cfg: CradleConfig) -> 
 
 def sample_global_posterior(params: dict, key: jax.Array, cfg: CradleConfig) -> dict:
     """P samples of the global variables from the guide: {mask, E, qc_E}, each (P, ·, L)."""
-    unit = SiteWeights(
-        perturbation=jnp.ones(cfg.n_perturbations),
-        qc=jnp.ones(cfg.n_qc),
-        cell=jnp.ones(1),
-        reconstruction=jnp.ones(1),
-    )
+    unit = SiteWeights.unweighted(cfg, jnp.ones(1))
     trace = handlers.trace(
         handlers.seed(handlers.substitute(global_guide, data=params), key)
     ).get_trace(cfg, unit)
@@ -206,9 +223,7 @@ def predictive_iwelbo(
     decoder path, with no α and no prior on the globals; IWELBO = logsumexp_p w − log P.
     """
     w = batch["weight"]
-    unit = SiteWeights(
-        perturbation=jnp.ones(cfg.n_perturbations), qc=jnp.ones(cfg.n_qc), cell=w, reconstruction=w
-    )
+    unit = SiteWeights.unweighted(cfg, w)
     guide_trace, model_trace = _traces({**params, **global_samples}, batch, stats, unit, cfg, key)
 
     def log_prob(site: dict) -> jax.Array:

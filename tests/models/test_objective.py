@@ -295,3 +295,11 @@ def test_qc_mode_each_runs_with_per_criterion_weights():
     np.testing.assert_allclose(
         weights.qc, (qc != 0).sum(0) / 3.0 / (cfg.n_particles * 6), rtol=1e-6
     )
+
+
+def test_parameters_depend_only_on_the_key_and_the_shapes(cfg, batch, stats):
+    from_data = init_params(jax.random.key(3), batch, stats, cfg)
+    from_placeholders = init_params(jax.random.key(3), *objective.placeholder_inputs(cfg), cfg)
+    assert jax.tree.structure(from_data) == jax.tree.structure(from_placeholders)
+    for a, b in zip(jax.tree.leaves(from_data), jax.tree.leaves(from_placeholders), strict=True):
+        np.testing.assert_array_equal(a, b)
