@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cradle_jax.models.cradle import CradleConfig
+from cradle_jax.models.config import ModelConfig
 from cradle_jax.train.objective import LossConfig, init_params
 from cradle_jax.train.state import TrainState
 from cradle_jax.train.step import make_optimizer, make_train_step
@@ -70,7 +70,7 @@ def main() -> None:
     parser.add_argument("--particles", type=int, default=5)
     args = parser.parse_args()
     c = CONFIGS[args.config]
-    cfg = CradleConfig(
+    cfg = ModelConfig(
         n_genes=c["G"],
         n_perturbations=c["T"],
         n_latent=c["L"],

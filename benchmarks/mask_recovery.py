@@ -46,7 +46,7 @@ from cradle_jax.data.dataset import load_perturb_data
 from cradle_jax.data.simulate import SimulationConfig, simulate
 from cradle_jax.evaluate.masks import MaskRecovery, mask_recovery, planted_rows
 from cradle_jax.train import objective
-from cradle_jax.train.inputs import batch_arrays, cradle_config, split_stats
+from cradle_jax.train.inputs import batch_arrays, sized_model_config, split_stats
 from cradle_jax.train.state import TrainState
 from cradle_jax.train.step import make_optimizer, make_train_step
 
@@ -105,7 +105,7 @@ def run_seed(args: argparse.Namespace, seed: int) -> tuple[np.ndarray, MaskRecov
     if args.cf_kl == "none":
         config.references = "none"
     data = load_perturb_data(sim.adata, config, seed=seed)
-    cfg = cradle_config(
+    cfg = sized_model_config(
         data,
         n_latent=args.model_latent or args.n_latent,
         n_particles=args.n_particles,

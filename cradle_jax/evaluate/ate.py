@@ -18,7 +18,7 @@ from cradle_jax.data.dataset import PerturbData
 from cradle_jax.data.errors import DataError
 from cradle_jax.data.perturbations import PerturbationVocabulary
 from cradle_jax.evaluate.generate import EVAL_LIBRARY, sample_good_path
-from cradle_jax.models.cradle import CradleConfig
+from cradle_jax.models.config import ModelConfig
 
 SCALE = 1e4  # x̃ = log2(1 + SCALE · x / Σx)
 
@@ -37,7 +37,7 @@ def _chunk_sums(params, dosage, key, cfg, from_means: bool):
 
 def model_ate(
     params: dict,
-    cfg: CradleConfig,
+    cfg: ModelConfig,
     vocabulary: PerturbationVocabulary,
     labels: list[str],
     key_data: np.ndarray,

@@ -11,6 +11,7 @@ from cradle_jax import atomic
 from cradle_jax.data.errors import DataError
 from cradle_jax.evaluate.generate import EVAL_LIBRARY, generate_cells
 from cradle_jax.evaluate.qc_rate import generated_cell_names, generated_qc
+from cradle_jax.models.families import check_dosage
 from cradle_jax.train.bundle import ModelBundle
 from cradle_jax.train.keys import purpose_key
 
@@ -40,6 +41,7 @@ def generated_anndata(
     if n_cells < 1:
         raise DataError(f"--n_cells must be at least 1, got {n_cells}")
     dosage = bundle.vocabulary.dosage(labels).toarray()
+    check_dosage(bundle.cfg, dosage, labels)
     cells = generate_cells(
         bundle.params, bundle.cfg, dosage, n_cells, purpose_key(seed, "generate"), library=library
     )

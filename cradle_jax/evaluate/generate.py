@@ -3,7 +3,8 @@
 The model program itself generates: it is run with the global variables (M, E, A) substituted
 by samples from the guide and no observed counts, with every cell on the good path (c = 0, so
 cᵀA = 0) and library size ℓ. A call draws S particles of the globals, shared by every label of
-the call; each (particle, label) gets its own z_b and one cell.
+the call; each (particle, label) gets its own z_b and one cell. The baselines generate the same
+way from their own model program (they have no artifact path to switch off).
 """
 
 import dataclasses
@@ -14,7 +15,9 @@ import jax.numpy as jnp
 import numpy as np
 from numpyro import handlers
 
-from cradle_jax.models.cradle import CradleConfig, SiteWeights, model
+from cradle_jax.models.config import ModelConfig
+from cradle_jax.models.families import family_of
+from cradle_jax.models.sites import SiteWeights
 from cradle_jax.train.objective import sample_global_posterior
 
 EVAL_LIBRARY = 1e4  # ℓ of generated cells (§5.1, E3)
@@ -39,7 +42,7 @@ def sample_good_path(params: dict, dosage: jax.Array, key: jax.Array, library, c
     K = dosage.shape[0]
     unit = SiteWeights.unweighted(cfg, jnp.ones(K))
     batch = _good_path_batch(dosage, cfg.n_qc, library)
-    substituted = handlers.substitute(model, data={**params, **global_samples})
+    substituted = handlers.substitute(family_of(cfg).model, data={**params, **global_samples})
     program = handlers.seed(substituted, model_key)
     site = handlers.trace(program).get_trace(batch, {}, unit, cfg)["x"]
     return site["value"], site["fn"].mean
@@ -47,7 +50,7 @@ def sample_good_path(params: dict, dosage: jax.Array, key: jax.Array, library, c
 
 def generate_cells(
     params: dict,
-    cfg: CradleConfig,
+    cfg: ModelConfig,
     dosage: np.ndarray,
     n_cells: int,
     key_data: np.ndarray,

@@ -1,4 +1,7 @@
-"""Basal latent states of real cells: the mean of q(z_b | x, d, c) from the guide (SPEC §2.1)."""
+"""Basal latent states of real cells: the mean of q(z_b | x, d, c) from the guide (SPEC §2.1).
+
+For the baselines it is their per-cell latent: SAMS-VAE's basal state, the cVAE's and SVAE+'s z.
+"""
 
 import dataclasses
 from functools import partial
@@ -14,7 +17,8 @@ from cradle_jax.data.counts import check_counts
 from cradle_jax.data.dataset import PerturbData, count_source, qc_matrix_of, qc_metrics_of
 from cradle_jax.data.errors import DataError
 from cradle_jax.data.qc import qc_flags
-from cradle_jax.models.cradle import SiteWeights, guide
+from cradle_jax.models.families import check_dosage, family_of
+from cradle_jax.models.sites import SiteWeights
 from cradle_jax.train.bundle import ModelBundle
 from cradle_jax.train.inputs import batch_arrays
 
@@ -23,8 +27,8 @@ from cradle_jax.train.inputs import batch_arrays
 def _posterior_means(params, batch, stats, key, cfg):
     B = batch["X"].shape[0]
     unit = SiteWeights.unweighted(cfg, batch["weight"])
-    program = handlers.seed(handlers.substitute(guide, data=params), key)
-    trace = handlers.trace(program).get_trace(batch, stats, unit, cfg, counterfactual=False)
+    program = handlers.seed(handlers.substitute(family_of(cfg).guide, data=params), key)
+    trace = handlers.trace(program).get_trace(batch, stats, unit, cfg)
     return trace["z_loc"]["value"].reshape(-1, B, cfg.n_latent)[0]
 
 
@@ -74,6 +78,7 @@ def encode_cells(
         raise DataError(f"obs has no perturbation column {config.perturbation_key!r}")
     labels = [bundle.vocabulary.canonical(str(v)) for v in adata.obs[config.perturbation_key]]
     dosage = bundle.vocabulary.dosage(labels).toarray()
+    check_dosage(bundle.cfg, dosage, labels)
     metrics = qc_metrics_of(adata, counts, config, bundle.config.seed)
     flags = qc_flags(metrics.table, bundle.qc_thresholds, config.qc_threshold)
     qc, _ = qc_matrix_of(flags, config.qc_mode)

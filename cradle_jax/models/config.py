@@ -1,20 +1,65 @@
-"""Defaults of the `model` section of an experiment config, and the CradleConfig it resolves to."""
+"""The architecture of a model (`ModelConfig`) and the `model` section of an experiment config.
 
-from dataclasses import fields
+One dataclass serves the four model families (SPEC Part B): `name` picks the family, and each
+family reads the fields it has:
+
+| field | cradle | sams_vae | cvae | svae_plus |
+|---|---|---|---|---|
+| n_latent, n_particles, likelihood, init, decoder_*, basal_encoder_* | ✓ | ✓ | ✓ | ✓ |
+| sum_mode, mask_prior_prob, embedding_prior_scale, embedding_encoder_* | ✓ | ✓ | | |
+| mask_init_logits, gs_temperature | ✓ | ✓ | | ✓ |
+| n_qc (the artifact path) | ✓ | | | |
+| mask_beta_a, mask_beta_b | | | | ✓ |
+
+The basal encoder is each family's cell encoder q(z | ·). Unused fields are ignored, so one
+sweep can vary `model.name` over a shared config.
+"""
+
+from dataclasses import dataclass, fields
 
 import ml_collections
 
-from cradle_jax.models.cradle import CradleConfig
-
-MODEL_NAMES = ("cradle",)
+MODEL_NAMES = ("cradle", "sams_vae", "cvae", "svae_plus")
 DATA_SIZED_FIELDS = ("n_genes", "n_perturbations", "n_qc")  # read off the dataset, not configured
 
 
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture and priors (SPEC §6 defaults for the shipped configs, Part B baselines)."""
+
+    n_genes: int
+    n_perturbations: int
+    n_qc: int = 1
+    name: str = "cradle"
+    n_latent: int = 200
+    n_particles: int = 5
+    sum_mode: bool = False
+    likelihood: str = "library_nb"
+    init: str = "torch"
+    mask_prior_prob: float = 0.01
+    embedding_prior_scale: float = 1.0
+    mask_init_logits: float = 0.0
+    gs_temperature: float = 1.0
+    # SVAE+: Beta(a, b) prior on the mask probabilities; b = 5 is the middle of the SAMS-VAE
+    # paper's sweep {2, 5, 10} with a = 1.
+    mask_beta_a: float = 1.0
+    mask_beta_b: float = 5.0
+    decoder_n_layers: int = 1  # the trunk has one more (§1.3)
+    decoder_n_hidden: int = 400
+    basal_encoder_n_layers: int = 1
+    basal_encoder_n_hidden: int = 400
+    embedding_encoder_n_layers: int = 4
+    embedding_encoder_n_hidden: int = 400
+
+    def __post_init__(self) -> None:
+        if self.name not in MODEL_NAMES:
+            raise ValueError(f"model.name must be one of {MODEL_NAMES}, got {self.name!r}")
+
+
 def model_config() -> ml_collections.ConfigDict:
-    """`name` plus every architecture and prior field of CradleConfig with its default (§6)."""
+    """`name` plus every architecture and prior field of ModelConfig with its default (§6)."""
     c = ml_collections.ConfigDict()
-    c.name = "cradle"
-    for field in fields(CradleConfig):
+    for field in fields(ModelConfig):
         if field.name not in DATA_SIZED_FIELDS:
             setattr(c, field.name, field.default)
     return c
@@ -22,9 +67,8 @@ def model_config() -> ml_collections.ConfigDict:
 
 def resolve_model_config(
     model: ml_collections.ConfigDict, n_genes: int, n_perturbations: int, n_qc: int
-) -> CradleConfig:
-    """The CradleConfig of a `model` section for a dataset of the given sizes."""
-    if model.name not in MODEL_NAMES:
-        raise ValueError(f"model.name must be one of {MODEL_NAMES}, got {model.name!r}")
-    values = {k: v for k, v in model.items() if k != "name"}
-    return CradleConfig(n_genes=n_genes, n_perturbations=n_perturbations, n_qc=n_qc, **values)
+) -> ModelConfig:
+    """The ModelConfig of a `model` section for a dataset of the given sizes."""
+    return ModelConfig(
+        n_genes=n_genes, n_perturbations=n_perturbations, n_qc=n_qc, **model.to_dict()
+    )

@@ -20,7 +20,7 @@ from cradle_jax.data.dataset import PerturbData
 from cradle_jax.data.perturbations import PerturbationVocabulary
 from cradle_jax.data.qc import QCThresholds
 from cradle_jax.data.statistics import LogStandardizeStats
-from cradle_jax.models.cradle import CradleConfig
+from cradle_jax.models.config import ModelConfig
 from cradle_jax.train.checkpoints import Checkpoints
 from cradle_jax.train.errors import RunError
 from cradle_jax.train.mesh import to_host
@@ -47,7 +47,7 @@ class ModelBundle:
     """Parameters and the metadata that give them meaning."""
 
     config: ml_collections.ConfigDict  # the resolved experiment config
-    cfg: CradleConfig
+    cfg: ModelConfig
     params: dict
     vocabulary: PerturbationVocabulary
     gene_names: np.ndarray  # (G,)
@@ -57,7 +57,7 @@ class ModelBundle:
     versions: dict[str, str]
 
 
-def model_meta(data: PerturbData, cfg: CradleConfig, config: ml_collections.ConfigDict) -> dict:
+def model_meta(data: PerturbData, cfg: ModelConfig, config: ml_collections.ConfigDict) -> dict:
     """The JSON part of a bundle for a model of `cfg` trained on `data` with `config`."""
     return {
         "config": json.loads(config.to_json()),
@@ -71,7 +71,7 @@ def model_meta(data: PerturbData, cfg: CradleConfig, config: ml_collections.Conf
 
 
 def write_model_meta(
-    workdir: Path, data: PerturbData, cfg: CradleConfig, config: ml_collections.ConfigDict
+    workdir: Path, data: PerturbData, cfg: ModelConfig, config: ml_collections.ConfigDict
 ) -> None:
     """model.json and normalization.npz in the workdir, each written atomically."""
     atomic.write_json(workdir / META_NAME, model_meta(data, cfg, config))
@@ -82,7 +82,7 @@ def write_model_meta(
 def bundle_from_meta(meta: dict, params: dict, normalization: LogStandardizeStats) -> ModelBundle:
     return ModelBundle(
         config=ml_collections.ConfigDict(meta["config"]),
-        cfg=CradleConfig(**meta["model"]),
+        cfg=ModelConfig(**meta["model"]),
         params=params,
         vocabulary=PerturbationVocabulary.from_dict(meta["vocabulary"]),
         gene_names=np.asarray(meta["gene_names"], dtype=object),
@@ -103,7 +103,7 @@ def read_workdir_meta(workdir: Path) -> tuple[dict, LogStandardizeStats]:
     return json.loads(path.read_text()), normalization
 
 
-def param_shapes(cfg: CradleConfig, sharding: jax.sharding.Sharding | None = None) -> dict:
+def param_shapes(cfg: ModelConfig, sharding: jax.sharding.Sharding | None = None) -> dict:
     """The parameter tree `cfg` builds, as ShapeDtypeStructs (nothing is computed)."""
     shapes = jax.eval_shape(
         lambda key: init_params(key, *placeholder_inputs(cfg), cfg), jax.random.key(0)
@@ -114,7 +114,7 @@ def param_shapes(cfg: CradleConfig, sharding: jax.sharding.Sharding | None = Non
 def load_workdir(workdir: str | Path) -> ModelBundle:
     """The best-validation parameters of a workdir with their metadata."""
     meta, normalization = read_workdir_meta(Path(workdir))
-    cfg = CradleConfig(**meta["model"])
+    cfg = ModelConfig(**meta["model"])
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     checkpoints = Checkpoints(workdir)
     try:

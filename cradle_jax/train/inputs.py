@@ -4,7 +4,7 @@ import numpy as np
 
 from cradle_jax.data.batches import Batch
 from cradle_jax.data.dataset import PerturbData
-from cradle_jax.models.cradle import CradleConfig
+from cradle_jax.models.config import ModelConfig
 
 BATCH_FIELDS = ("X", "D", "qc", "cfX", "library_size", "weight")
 
@@ -30,9 +30,9 @@ def batch_arrays(batch: Batch) -> dict[str, np.ndarray]:
     return {name: getattr(batch, name) for name in BATCH_FIELDS}
 
 
-def cradle_config(data: PerturbData, **overrides) -> CradleConfig:
-    """A CradleConfig sized to the dataset: G genes, T perturbations, Q QC columns."""
-    return CradleConfig(
+def sized_model_config(data: PerturbData, **overrides) -> ModelConfig:
+    """A ModelConfig sized to the dataset: G genes, T perturbations, Q QC columns."""
+    return ModelConfig(
         n_genes=len(data.gene_names),
         n_perturbations=data.vocabulary.size,
         n_qc=data.qc.shape[1],

@@ -9,7 +9,7 @@ from jax.sharding import Mesh
 
 from cradle_jax.data.batches import batch_indices, build_local_batch
 from cradle_jax.data.dataset import PerturbData
-from cradle_jax.models.cradle import CradleConfig
+from cradle_jax.models.config import ModelConfig
 from cradle_jax.train.inputs import batch_arrays, split_stats
 from cradle_jax.train.mesh import global_batch, local_rows, replicate, to_host
 from cradle_jax.train.objective import predictive_iwelbo, sample_global_posterior
@@ -19,7 +19,7 @@ def split_iwelbo(
     params: dict,
     data: PerturbData,
     split: str,
-    cfg: CradleConfig,
+    cfg: ModelConfig,
     mesh: Mesh,
     *,
     n_particles: int,

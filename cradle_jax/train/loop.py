@@ -21,8 +21,8 @@ from tqdm import tqdm
 from cradle_jax import atomic
 from cradle_jax.data.batches import PADDING, batch_indices, build_local_batch, num_batches
 from cradle_jax.data.dataset import PerturbData, load_perturb_data
-from cradle_jax.models.config import resolve_model_config
-from cradle_jax.models.cradle import CradleConfig
+from cradle_jax.models.config import ModelConfig, resolve_model_config
+from cradle_jax.models.families import check_dosage, family_of
 from cradle_jax.train.bundle import param_shapes, write_model_meta
 from cradle_jax.train.checkpoints import Checkpoints
 from cradle_jax.train.config import resolve_loss_config
@@ -43,7 +43,7 @@ from cradle_jax.train.mesh import (
 from cradle_jax.train.objective import LossConfig, init_params, placeholder_inputs
 from cradle_jax.train.state import Progress, TrainState
 from cradle_jax.train.step import make_eval_step, make_optimizer, make_train_step
-from cradle_jax.train.workdir import prepare_workdir
+from cradle_jax.train.workdir import CONFIG_NAME, prepare_workdir
 
 SUMMARY_NAME = "training.json"
 
@@ -65,7 +65,7 @@ class Run:
 
     config: ml_collections.ConfigDict
     data: PerturbData
-    cfg: CradleConfig
+    cfg: ModelConfig
     loss_cfg: LossConfig
     mesh: Mesh
     batch_size: int
@@ -91,17 +91,25 @@ class Run:
 def _open_run(config: ml_collections.ConfigDict, mesh: Mesh | None) -> Run:
     if not config.data.path:
         raise RunError("config.data.path is empty: pass --config.data.path=FILE.h5ad")
+    try:
+        loss_cfg = resolve_loss_config(config.loss)
+        resolve_model_config(config.model, n_genes=1, n_perturbations=1, n_qc=1)
+    except (TypeError, ValueError) as err:
+        raise RunError(f"config: {err}") from err
     data = load_perturb_data(config.data.path, config.data, config.seed)
     mesh = data_mesh() if mesh is None else mesh
     check_batch_size(config.train.batch_size, mesh)
     cfg = resolve_model_config(
         config.model, len(data.gene_names), data.vocabulary.size, data.qc.shape[1]
     )
+    check_dosage(cfg, data.dosage, data.labels)
+    if not family_of(cfg).artifact_path:
+        _say(f"model.name={cfg.name} uses no QC labels: loss.alpha and loss.cf_kl do not apply")
     return Run(
         config=config,
         data=data,
         cfg=cfg,
-        loss_cfg=resolve_loss_config(config.loss),
+        loss_cfg=loss_cfg,
         mesh=mesh,
         batch_size=config.train.batch_size,
         rows=local_rows(mesh, config.train.batch_size),
@@ -259,6 +267,9 @@ def train_and_evaluate(
     stopped, best validation loss and its epoch, and the predictive IWELBO on validation.
     """
     workdir = Path(workdir)
+    # A new run reads and checks its data before writing anything, so bad input leaves no
+    # half-made workdir; a resumed one first checks that the config still matches.
+    run = None if (workdir / CONFIG_NAME).exists() else _open_run(config, mesh)
     changed = prepare_workdir(workdir, config, primary=jax.process_index() == 0)
     if changed:
         _say(f"resuming with changed settings: {', '.join(changed)}")
@@ -272,7 +283,7 @@ def train_and_evaluate(
             checkpoints.close()
             _say(f"{workdir} holds a finished run ({progress.stop_reason}); nothing to do")
             return json.loads(summary_path.read_text())
-    run = _open_run(config, mesh)
+    run = run or _open_run(config, mesh)
     if jax.process_index() == 0:
         write_model_meta(workdir, run.data, run.cfg, config)
     try:

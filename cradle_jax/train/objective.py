@@ -1,9 +1,11 @@
-"""The CRADLE-VAE objective as a pure function (params, batch, key) → (loss, aux) (SPEC §3, A1).
+"""The training objective as a pure function (params, batch, key) → (loss, aux) (SPEC §3, A1).
 
-The ELBO part is NumPyro's: the guide is traced, the model replayed on its samples, and every
-sample site contributes log p − log q with the scale and mask its handlers set (equal to
+One function for the four model families (`model.name`, SPEC Part B). The ELBO part is
+NumPyro's: the guide is traced, the model replayed on its samples, and every sample site
+contributes log p − log q with the scale and mask its handlers set (equal to
 `Trace_ELBO().loss` for the same key, tested). Terms are kept per site so they can be logged.
-Only the counterfactual KL (§3.4) is written by hand.
+Only CRADLE's counterfactual KL (§3.4) is written by hand; α mixing and the cf term apply to the
+families with an artifact path (CRADLE) and are ignored by the others, which use no QC labels.
 """
 
 from dataclasses import dataclass
@@ -12,11 +14,13 @@ import jax
 import jax.numpy as jnp
 from numpyro import handlers
 
-from cradle_jax.models.cradle import CradleConfig, SiteWeights, global_guide, guide, model
+from cradle_jax.models import cradle
+from cradle_jax.models.config import ModelConfig
+from cradle_jax.models.families import Family, family_of
+from cradle_jax.models.sites import SiteWeights
 
 ALPHA_MODES = ("batch", "split", "off")
 CF_KL_FORMS = ("reference", "exact", "none")
-GLOBAL_SITES = ("mask", "E", "qc_E")
 
 
 @dataclass(frozen=True)
@@ -58,9 +62,12 @@ def class_weight(
 
 
 def site_weights(
-    batch: dict, stats: dict, cfg: CradleConfig, loss_cfg: LossConfig
+    batch: dict, stats: dict, cfg: ModelConfig, loss_cfg: LossConfig
 ) -> tuple[SiteWeights, jax.Array | None]:
-    """The §3.3 plate weights W, V summed over the batch's cells, and α; all / (P · real cells)."""
+    """The §3.3 plate weights W, V summed over the batch's cells, and α; all / (P · real cells).
+
+    Families without an artifact path have no α: every cell is reconstructed with weight 1.
+    """
     w = batch["weight"]
     norm = cfg.n_particles * jnp.maximum(w.sum(), 1.0)
 
@@ -68,7 +75,10 @@ def site_weights(
         counts = jnp.sum(indicator * w[:, None], axis=0)
         return jnp.where(n_obs > 0, counts / jnp.where(n_obs > 0, n_obs, 1.0), 0.0) / norm
 
-    alpha, gamma = class_weight(batch, stats, loss_cfg)
+    if family_of(cfg).artifact_path:
+        alpha, gamma = class_weight(batch, stats, loss_cfg)
+    else:
+        alpha, gamma = None, jnp.ones_like(w)
     weights = SiteWeights(
         perturbation=per_column(batch["D"] != 0, stats["obs_dosage"]),
         qc=per_column(batch["qc"] != 0, stats["obs_qc"]),
@@ -86,15 +96,27 @@ def _site_log_prob(site: dict) -> jax.Array:
     return jnp.sum(log_prob)
 
 
-def _traces(params: dict, batch: dict, stats: dict, weights: SiteWeights, cfg, key: jax.Array):
-    """Guide trace and the model replayed on it; keys split as NumPyro's Trace_ELBO does."""
+def _traces(
+    params: dict,
+    batch: dict,
+    stats: dict,
+    weights: SiteWeights,
+    cfg: ModelConfig,
+    key: jax.Array,
+    counterfactual: bool = False,
+):
+    """Guide trace and the model replayed on it; keys split as NumPyro's Trace_ELBO does.
+
+    `counterfactual` makes CRADLE's guide record the counterfactual basal posterior too."""
+    family = family_of(cfg)
     model_key, guide_key = jax.random.split(key)
+    guide_kwargs = {"counterfactual": True} if counterfactual else {}
     guide_trace = handlers.trace(
-        handlers.seed(handlers.substitute(guide, data=params), guide_key)
-    ).get_trace(batch, stats, weights, cfg)
+        handlers.seed(handlers.substitute(family.guide, data=params), guide_key)
+    ).get_trace(batch, stats, weights, cfg, **guide_kwargs)
     model_trace = handlers.trace(
         handlers.replay(
-            handlers.seed(handlers.substitute(model, data=params), model_key), guide_trace
+            handlers.seed(handlers.substitute(family.model, data=params), model_key), guide_trace
         )
     ).get_trace(batch, stats, weights, cfg)
     return guide_trace, model_trace
@@ -122,8 +144,8 @@ def counterfactual_kl(
     """
     reference = {**batch, "X": batch["cfX"], "qc": 1.0 - batch["qc"]}
     ref_trace = handlers.trace(
-        handlers.seed(handlers.substitute(guide, data=params), key)
-    ).get_trace(reference, stats, weights, cfg, counterfactual=False)
+        handlers.seed(handlers.substitute(cradle.guide, data=params), key)
+    ).get_trace(reference, stats, weights, cfg)
     kl = gaussian_cf_kl(
         ref_trace["z_loc"]["value"],
         ref_trace["z_scale"]["value"],
@@ -139,37 +161,51 @@ def counterfactual_kl(
     return total
 
 
-def cradle_loss(
+def uses_cf_kl(family: Family, loss_cfg: LossConfig) -> bool:
+    return family.artifact_path and loss_cfg.cf_kl != "none"
+
+
+def training_loss(
     params: dict,
     batch: dict,
     stats: dict,
     key: jax.Array,
-    cfg: CradleConfig,
+    cfg: ModelConfig,
     loss_cfg: LossConfig,
 ) -> tuple[jax.Array, dict]:
-    """−ELBO (mean over real cells and particles) + β·K, and every term for logging (§3.5)."""
+    """−ELBO (mean over real cells and particles) + β·K, and every term for logging (§3.5).
+
+    The aux terms: `loss_term_<site>` per sample site, `cf_KLdivergence` (β·K; CRADLE only),
+    `negative_elbo` and, with α mixing, `alpha`.
+    """
+    family = family_of(cfg)
     weights, alpha = site_weights(batch, stats, cfg, loss_cfg)
     elbo_key, ref_key = jax.random.split(key)
-    guide_trace, model_trace = _traces(params, batch, stats, weights, cfg, elbo_key)
+    with_cf = uses_cf_kl(family, loss_cfg)
+    guide_trace, model_trace = _traces(
+        params, batch, stats, weights, cfg, elbo_key, counterfactual=with_cf
+    )
     aux = {"loss_term_reconstruction": -_site_log_prob(model_trace["x"])}
-    for name in (*GLOBAL_SITES, "z_basal"):
+    for name in (*family.global_sites, "z_basal"):
         term = _site_log_prob(model_trace[name]) - _site_log_prob(guide_trace[name])
         aux[f"loss_term_{name}"] = -term
     negative_elbo = sum(aux.values())
-    if loss_cfg.cf_kl == "none":
+    loss = negative_elbo
+    if family.artifact_path:
         cf = jnp.zeros(())
-    else:
-        cf = counterfactual_kl(
-            params, batch, stats, weights, guide_trace, cfg, loss_cfg.cf_kl, ref_key
-        )
-    aux["cf_KLdivergence"] = loss_cfg.beta * cf
+        if with_cf:
+            cf = counterfactual_kl(
+                params, batch, stats, weights, guide_trace, cfg, loss_cfg.cf_kl, ref_key
+            )
+        aux["cf_KLdivergence"] = loss_cfg.beta * cf
+        loss = negative_elbo + loss_cfg.beta * cf
     aux["negative_elbo"] = negative_elbo
     if alpha is not None:
         aux["alpha"] = alpha
-    return negative_elbo + loss_cfg.beta * cf, aux
+    return loss, aux
 
 
-def placeholder_inputs(cfg: CradleConfig) -> tuple[dict, dict]:
+def placeholder_inputs(cfg: ModelConfig) -> tuple[dict, dict]:
     """A one-cell batch and statistics of the shapes `cfg` needs: parameters depend only on
     the key and the shapes, so these initialise them without touching any data."""
     G, T, Q = cfg.n_genes, cfg.n_perturbations, cfg.n_qc
@@ -191,12 +227,13 @@ def placeholder_inputs(cfg: CradleConfig) -> tuple[dict, dict]:
     return batch, stats
 
 
-def init_params(key: jax.Array, batch: dict, stats: dict, cfg: CradleConfig) -> dict:
+def init_params(key: jax.Array, batch: dict, stats: dict, cfg: ModelConfig) -> dict:
     """Initial parameters of guide and model (flax modules and free parameters) for `cfg`."""
+    family = family_of(cfg)
     weights, _ = site_weights(batch, stats, cfg, LossConfig(alpha="off", cf_kl="none"))
     guide_key, model_key = jax.random.split(key)
     params = {}
-    for program, program_key in ((guide, guide_key), (model, model_key)):
+    for program, program_key in ((family.guide, guide_key), (family.model, model_key)):
         trace = handlers.trace(handlers.seed(program, program_key)).get_trace(
             batch, stats, weights, cfg
         )
@@ -204,17 +241,19 @@ def init_params(key: jax.Array, batch: dict, stats: dict, cfg: CradleConfig) -> 
     return params
 
 
-def sample_global_posterior(params: dict, key: jax.Array, cfg: CradleConfig) -> dict:
-    """P samples of the global variables from the guide: {mask, E, qc_E}, each (P, ·, L)."""
+def sample_global_posterior(params: dict, key: jax.Array, cfg: ModelConfig) -> dict:
+    """P samples of the family's global variables from the guide, each (P, ·, L); for CRADLE
+    {mask, E, qc_E}, for the cVAE none."""
+    family = family_of(cfg)
     unit = SiteWeights.unweighted(cfg, jnp.ones(1))
     trace = handlers.trace(
-        handlers.seed(handlers.substitute(global_guide, data=params), key)
+        handlers.seed(handlers.substitute(family.global_guide, data=params), key)
     ).get_trace(cfg, unit)
-    return {name: trace[name]["value"] for name in GLOBAL_SITES}
+    return {name: trace[name]["value"] for name in family.global_sites}
 
 
 def predictive_iwelbo(
-    params: dict, global_samples: dict, batch: dict, stats: dict, key: jax.Array, cfg: CradleConfig
+    params: dict, global_samples: dict, batch: dict, stats: dict, key: jax.Array, cfg: ModelConfig
 ) -> jax.Array:
     """Per-cell predictive IWELBO (§5.6), (B,); 0 for padding cells.
 

@@ -10,9 +10,9 @@ import jax
 import optax
 from jax.sharding import Mesh
 
-from cradle_jax.models.cradle import CradleConfig
+from cradle_jax.models.config import ModelConfig
 from cradle_jax.train.mesh import replicated, row_sharded
-from cradle_jax.train.objective import LossConfig, cradle_loss
+from cradle_jax.train.objective import LossConfig, training_loss
 from cradle_jax.train.state import TrainState
 
 
@@ -28,7 +28,7 @@ def make_optimizer(
 
 
 def make_train_step(
-    cfg: CradleConfig,
+    cfg: ModelConfig,
     loss_cfg: LossConfig,
     optimizer: optax.GradientTransformation,
     mesh: Mesh | None = None,
@@ -42,7 +42,7 @@ def make_train_step(
 
     def step(state: TrainState, batch: dict, stats: dict, run_key: jax.Array):
         key = jax.random.fold_in(jax.random.wrap_key_data(run_key), state.step)
-        (loss, aux), grads = jax.value_and_grad(cradle_loss, has_aux=True)(
+        (loss, aux), grads = jax.value_and_grad(training_loss, has_aux=True)(
             state.params, batch, stats, key, cfg, loss_cfg
         )
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
@@ -64,7 +64,7 @@ def make_train_step(
     )
 
 
-def make_eval_step(cfg: CradleConfig, loss_cfg: LossConfig, mesh: Mesh | None = None) -> Callable:
+def make_eval_step(cfg: ModelConfig, loss_cfg: LossConfig, mesh: Mesh | None = None) -> Callable:
     """evaluate(params, batch, stats, key_data, i) → (loss, aux), jitted, without gradients.
 
     Draws from fold_in(key_data, i). (real cells)·loss summed over one pass of a split is that
@@ -73,7 +73,7 @@ def make_eval_step(cfg: CradleConfig, loss_cfg: LossConfig, mesh: Mesh | None = 
 
     def evaluate(params: dict, batch: dict, stats: dict, key_data: jax.Array, i: jax.Array):
         key = jax.random.fold_in(jax.random.wrap_key_data(key_data), i)
-        return cradle_loss(params, batch, stats, key, cfg, loss_cfg)
+        return training_loss(params, batch, stats, key, cfg, loss_cfg)
 
     if mesh is None:
         return jax.jit(evaluate)

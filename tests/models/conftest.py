@@ -5,12 +5,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cradle_jax.models.cradle import CradleConfig
+from cradle_jax.models.config import ModelConfig
 
 jax.config.update("jax_enable_x64", False)
 
 
-def tiny_config(**overrides) -> CradleConfig:
+def tiny_config(**overrides) -> ModelConfig:
     base = dict(
         n_genes=7,
         n_perturbations=3,
@@ -24,7 +24,7 @@ def tiny_config(**overrides) -> CradleConfig:
         mask_prior_prob=0.2,
     )
     base.update(overrides)
-    return CradleConfig(**base)
+    return ModelConfig(**base)
 
 
 def tiny_batch(seed: int = 0, n_cells: int = 6, n_qc: int = 1, pad: int = 1) -> dict:

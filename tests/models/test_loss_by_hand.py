@@ -4,7 +4,7 @@ Everything below `# --- NumPy reference` is an independent float64 re-implementa
 objective from the SPEC: the networks are evaluated from their raw parameter dicts, the
 log-densities are written out (negative binomial via `scipy.special.gammaln`), and the plate
 weights, α mixing and counterfactual KL are computed from the batch. The package is used only to
-create parameters (`init_params`) and for the value under test (`cradle_loss`, jitted once per
+create parameters (`init_params`) and for the value under test (`training_loss`, jitted once per
 configuration).
 
 The samples of the sites `mask`, `E`, `qc_E` and `z_basal` are fixed by putting them into the
@@ -17,13 +17,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from scipy.special import gammaln, log_expit, logsumexp
 
 from cradle_jax.train import objective
 from cradle_jax.train.objective import LossConfig
 from tests.models.conftest import tiny_batch, tiny_config, tiny_stats
+from tests.models.numpy_reference import (
+    bernoulli_logpmf,
+    decoder_logpmf,
+    f64,
+    log_standardize,
+    normal_head,
+    normal_logpdf,
+)
 
-cradle_loss = jax.jit(objective.cradle_loss, static_argnames=("cfg", "loss_cfg"))
+training_loss = jax.jit(objective.training_loss, static_argnames=("cfg", "loss_cfg"))
 init_params = jax.jit(objective.init_params, static_argnames=("cfg",))
 
 AUX_TERMS = (
@@ -57,75 +64,9 @@ CASES = {
 # --- NumPy reference ------------------------------------------------------------------------
 
 
-def _f64(tree):
-    return jax.tree.map(lambda a: np.asarray(a, np.float64), tree)
-
-
-def _leaky(x):
-    return np.where(x >= 0, x, 0.01 * x)
-
-
-def _linear(p, x):
-    return x @ p["kernel"] + p["bias"]
-
-
-def _trunk(p, x):
-    """layer 0: σ(W₀x + b₀); layer i ≥ 1: σ(Wᵢh + bᵢ) + h (skip after the activation)."""
-    n_layers = len(p)
-    h = _leaky(_linear(p["layer_0"], x))
-    for i in range(1, n_layers):
-        h = _leaky(_linear(p[f"layer_{i}"], h)) + h
-    return h
-
-
-def _sanitize(x):
-    return np.nan_to_num(x, nan=1e-6, posinf=1e6, neginf=1e-6)
-
-
-def _normal_head(p, x):
-    """(μ, σ): μ = W_μh + b_μ, σ = √v with v = |exp(W_vh + b_v) + 1e-4|, both sanitised."""
-    h = _trunk(p["trunk"], x)
-    loc = _sanitize(_linear(p["loc"], h))
-    v = _sanitize(np.abs(np.exp(_linear(p["log_variance"], h)) + 1e-4))
-    return loc, np.sqrt(v)
-
-
-def _normal_logpdf(x, loc, scale):
-    return -0.5 * ((x - loc) / scale) ** 2 - np.log(scale) - 0.5 * np.log(2 * np.pi)
-
-
-def _bernoulli_logpmf(m, logits):
-    return m * log_expit(logits) + (1 - m) * log_expit(-logits)
-
-
-def _decoder_logpmf(p, u, x, library, likelihood):
-    """log p(x | u) per (P, B, G) for the `library_nb` or `poisson` head."""
-    h = _trunk(p["trunk"], u)
-    if likelihood == "poisson":
-        rate = np.maximum(np.logaddexp(0.0, _linear(p["rate"], h)), 1e-6)
-        return x * np.log(rate) - rate - gammaln(x + 1)
-    assert likelihood == "library_nb"
-    logits = _linear(p["gene_logits"], h)
-    rho = np.exp(logits - logsumexp(logits, axis=-1, keepdims=True))
-    mu = library[None, :, None] * rho
-    theta = np.exp(p["log_theta"])
-    r = np.maximum(theta / (mu + 1e-4), 1e-6)
-    return (
-        gammaln(x + theta)
-        - gammaln(theta)
-        - gammaln(x + 1)
-        + theta * np.log(r)
-        - (x + theta) * np.log1p(r)
-    )
-
-
-def _log_standardize(x, mean, std):
-    return _sanitize((np.log1p(x) - mean) / np.where(std == 0, 1.0, std))
-
-
 def numpy_objective(params, batch, stats, fixed, cfg, loss_cfg) -> dict:
     """Every aux term and the total loss of §3 (with the A1 choices), in float64."""
-    params, batch, stats, fixed = _f64(params), _f64(batch), _f64(stats), _f64(fixed)
+    params, batch, stats, fixed = f64(params), f64(batch), f64(stats), f64(fixed)
     P, T, Q, L = cfg.n_particles, cfg.n_perturbations, cfg.n_qc, cfg.n_latent
     X, D, qc, cfX = batch["X"], batch["D"], batch["qc"], batch["cfX"]
     w, library = batch["weight"], batch["library_size"]
@@ -163,13 +104,13 @@ def numpy_objective(params, batch, stats, fixed, cfg, loss_cfg) -> dict:
     # Guide: q(M), q(E | M), q(A).
     phi = params["mask_logits"]
     phi = np.where(np.isfinite(phi), phi, 0.0)
-    log_q_M = _bernoulli_logpmf(M, phi[None]).sum(-1)  # (P, T)
+    log_q_M = bernoulli_logpmf(M, phi[None]).sum(-1)  # (P, T)
     emb_in = np.concatenate([M, np.broadcast_to(np.eye(T), (P, T, T))], axis=-1)
-    loc_E, scale_E = _normal_head(params["embedding_encoder$params"], emb_in)
-    log_q_E = _normal_logpdf(E, loc_E, scale_E).sum(-1)
+    loc_E, scale_E = normal_head(params["embedding_encoder$params"], emb_in)
+    log_q_E = normal_logpdf(E, loc_E, scale_E).sum(-1)
     qc_in = np.concatenate([np.ones((P, Q, L)), np.broadcast_to(np.eye(Q), (P, Q, Q))], axis=-1)
-    loc_A, scale_A = _normal_head(params["qc_encoder$params"], qc_in)
-    log_q_A = _normal_logpdf(A, loc_A, scale_A).sum(-1)  # (P, Q)
+    loc_A, scale_A = normal_head(params["qc_encoder$params"], qc_in)
+    log_q_A = normal_logpdf(A, loc_A, scale_A).sum(-1)  # (P, Q)
 
     # Guide: q(z_b | norm(x), dᵀ(M⊙E), cᵀA) and the counterfactual posterior with (1−c)ᵀA.
     basal = params["basal_encoder$params"]
@@ -183,21 +124,21 @@ def numpy_objective(params, batch, stats, fixed, cfg, loss_cfg) -> dict:
 
     def encode(counts, artifact):
         x = np.broadcast_to(
-            _log_standardize(counts, stats["norm_mean"], stats["norm_std"]), (P, *counts.shape)
+            log_standardize(counts, stats["norm_mean"], stats["norm_std"]), (P, *counts.shape)
         )
-        return _normal_head(basal, np.concatenate([x, z_p, artifact], axis=-1))
+        return normal_head(basal, np.concatenate([x, z_p, artifact], axis=-1))
 
     loc_z, scale_z = encode(X, own)
-    log_q_z = _normal_logpdf(z_b, loc_z, scale_z).sum(-1)  # (P, B)
+    log_q_z = normal_logpdf(z_b, loc_z, scale_z).sum(-1)  # (P, B)
 
     # Model: priors and the likelihood of each cell on its own path.
     pi, s = cfg.mask_prior_prob, cfg.embedding_prior_scale
     log_p_M = (M * np.log(pi) + (1 - M) * np.log1p(-pi)).sum(-1)
-    log_p_E = _normal_logpdf(E, 0.0, s).sum(-1)
-    log_p_A = _normal_logpdf(A, 0.0, s).sum(-1)
-    log_p_z = _normal_logpdf(z_b, 0.0, 1.0).sum(-1)
+    log_p_E = normal_logpdf(E, 0.0, s).sum(-1)
+    log_p_A = normal_logpdf(A, 0.0, s).sum(-1)
+    log_p_z = normal_logpdf(z_b, 0.0, 1.0).sum(-1)
     u = z_b + z_p + own if cfg.sum_mode else np.concatenate([z_b, z_p, own], axis=-1)
-    log_p_x = _decoder_logpmf(params["decoder$params"], u, X[None], library, cfg.likelihood)
+    log_p_x = decoder_logpmf(params["decoder$params"], u, X[None], library, cfg.likelihood)
     log_p_x = log_p_x.sum(-1)  # (P, B)
 
     terms = {
@@ -272,8 +213,8 @@ def test_whole_loss_equals_hand_computation(case):
     fixed = _fixed_samples(cfg, batch["X"].shape[0], rng)
     full = {**params, **fixed}
 
-    loss, aux = cradle_loss(full, batch, stats, jax.random.key(1), cfg, loss_cfg)
-    loss_other_key, _ = cradle_loss(full, batch, stats, jax.random.key(2), cfg, loss_cfg)
+    loss, aux = training_loss(full, batch, stats, jax.random.key(1), cfg, loss_cfg)
+    loss_other_key, _ = training_loss(full, batch, stats, jax.random.key(2), cfg, loss_cfg)
     expected = numpy_objective(params, batch, stats, fixed, cfg, loss_cfg)
 
     # every random draw is substituted: the key must not matter (float32 reassociation aside)
@@ -306,7 +247,7 @@ def test_reference_equal_to_own_row_gives_zero_cf_kl():
     rng = np.random.default_rng(11)
     params = _perturbed_params(init_params(jax.random.key(0), batch, stats, cfg), rng)
     fixed = _fixed_samples(cfg, batch["X"].shape[0], rng)
-    _, aux = cradle_loss({**params, **fixed}, batch, stats, jax.random.key(1), cfg, loss_cfg)
+    _, aux = training_loss({**params, **fixed}, batch, stats, jax.random.key(1), cfg, loss_cfg)
     expected = numpy_objective(params, batch, stats, fixed, cfg, loss_cfg)
     assert expected["cf_KLdivergence"] == pytest.approx(0.0, abs=1e-12)
     assert float(aux["cf_KLdivergence"]) == pytest.approx(0.0, abs=1e-6)

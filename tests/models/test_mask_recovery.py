@@ -20,7 +20,7 @@ from cradle_jax.data.dataset import load_perturb_data
 from cradle_jax.data.simulate import SimulationConfig, simulate
 from cradle_jax.evaluate.masks import mask_recovery, matched_auroc, matched_f1, planted_rows
 from cradle_jax.train import objective
-from cradle_jax.train.inputs import batch_arrays, cradle_config, split_stats
+from cradle_jax.train.inputs import batch_arrays, sized_model_config, split_stats
 from cradle_jax.train.state import TrainState
 from cradle_jax.train.step import make_optimizer, make_train_step
 
@@ -106,7 +106,7 @@ def trained():
     config = data_config()
     config.qc_doublets = False
     data = load_perturb_data(sim.adata, config, seed=0)
-    cfg = cradle_config(
+    cfg = sized_model_config(
         data,
         n_latent=SIMULATION.n_latent,
         n_particles=2,

@@ -4,19 +4,14 @@ import numpy as np
 import pytest
 from numpyro.infer import Trace_ELBO
 
-from cradle_jax.models.cradle import (
-    artifact_offset,
-    decoder_input,
-    guide,
-    model,
-    perturbation_offset,
-)
+from cradle_jax.models.cradle import artifact_offset, decoder_input, guide, model
+from cradle_jax.models.sites import perturbation_offset
 from cradle_jax.train import objective
 from cradle_jax.train.objective import LossConfig, gaussian_cf_kl, site_weights
 from tests.models.conftest import tiny_batch, tiny_config, tiny_stats
 
 # Compiled once per shape and config: eager NumPyro tracing is ~10x slower than compiling.
-cradle_loss = jax.jit(objective.cradle_loss, static_argnames=("cfg", "loss_cfg"))
+training_loss = jax.jit(objective.training_loss, static_argnames=("cfg", "loss_cfg"))
 init_params = jax.jit(objective.init_params, static_argnames=("cfg",))
 
 
@@ -25,9 +20,9 @@ def term_and_grads(params, batch, stats, key, cfg, loss_cfg, term):
     """One aux term, and its gradients w.r.t. the params, the counts X and the references cfX."""
 
     def f(p, x, cf_x):
-        return objective.cradle_loss(p, {**batch, "X": x, "cfX": cf_x}, stats, key, cfg, loss_cfg)[
-            1
-        ][term]
+        return objective.training_loss(
+            p, {**batch, "X": x, "cfX": cf_x}, stats, key, cfg, loss_cfg
+        )[1][term]
 
     return jax.value_and_grad(f, argnums=(0, 1, 2))(params, batch["X"], batch["cfX"])
 
@@ -79,7 +74,7 @@ def test_alpha_batch_without_fail_cells_gives_pass_cells_zero_weight(cfg, batch,
     weights, alpha = site_weights(no_fail, stats, cfg, LossConfig(alpha="batch"))
     assert float(alpha) == 0
     assert float(weights.reconstruction.sum()) == 0
-    loss, aux = cradle_loss(
+    loss, aux = training_loss(
         init_params(jax.random.key(0), no_fail, stats, cfg),
         no_fail,
         stats,
@@ -131,7 +126,7 @@ def test_cf_kl_forms_match_numpy(form):
 def test_negative_elbo_equals_numpyro_trace_elbo(cfg, batch, stats, params):
     key = jax.random.key(3)
     loss_cfg = LossConfig(cf_kl="none")
-    _, aux = cradle_loss(params, batch, stats, key, cfg, loss_cfg)
+    _, aux = training_loss(params, batch, stats, key, cfg, loss_cfg)
     weights, _ = site_weights(batch, stats, cfg, loss_cfg)
     elbo_key, _ = jax.random.split(key)
     expected = Trace_ELBO().loss(elbo_key, params, model, guide, batch, stats, weights, cfg)
@@ -143,10 +138,10 @@ def test_padding_cells_contribute_nothing(cfg, stats):
     params = init_params(jax.random.key(0), unpadded, stats, cfg)
     fixed = _fixed_samples(cfg)
     for loss_cfg in (LossConfig(), LossConfig(cf_kl="exact", alpha="split")):
-        a, aux_a = cradle_loss(
+        a, aux_a = training_loss(
             {**params, **fixed(6)}, unpadded, stats, jax.random.key(1), cfg, loss_cfg
         )
-        b, aux_b = cradle_loss(
+        b, aux_b = training_loss(
             {**params, **fixed(9)}, padded, stats, jax.random.key(1), cfg, loss_cfg
         )
         for name in aux_a:
@@ -201,14 +196,14 @@ def test_a_full_pass_counts_each_global_kl_exactly_once(cfg, stats):
     for start in range(0, n, 8):  # three batches of 8 cells, shuffled
         idx = order[start : start + 8]
         mini = {k: jnp.asarray(v[idx]) for k, v in split.items()}
-        _, aux = cradle_loss(
+        _, aux = training_loss(
             {**params, **fixed}, mini, split_stats, jax.random.key(2), cfg, loss_cfg
         )
         for name in totals:
             totals[name] += float(aux[f"loss_term_{name}"]) * len(idx)
     # the whole split in one batch with every plate weight 1/P: each global KL once
     full = {k: jnp.asarray(v) for k, v in split.items()}
-    _, aux_full = cradle_loss(
+    _, aux_full = training_loss(
         {**params, **fixed}, full, split_stats, jax.random.key(2), cfg, loss_cfg
     )
     for name in totals:
@@ -288,7 +283,7 @@ def test_qc_mode_each_runs_with_per_criterion_weights():
     cfg = tiny_config(n_qc=2)
     b, s = tiny_batch(n_qc=2), tiny_stats(n_qc=2)
     params = init_params(jax.random.key(0), b, s, cfg)
-    loss, _ = cradle_loss(params, b, s, jax.random.key(1), cfg, LossConfig())
+    loss, _ = training_loss(params, b, s, jax.random.key(1), cfg, LossConfig())
     assert np.isfinite(float(loss))
     weights, _ = site_weights(b, s, cfg, LossConfig())
     qc = np.asarray(b["qc"])

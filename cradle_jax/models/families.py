@@ -1,0 +1,82 @@
+"""The four model families behind `model.name` (SPEC Part B), seen through one interface.
+
+Every family is a pair of NumPyro programs with the same signature, `model(batch, stats,
+weights, cfg)` and `guide(batch, stats, weights, cfg)`, a `global_guide(cfg, weights)` whose
+sample sites are the family's global latent variables, and a per-cell latent site named
+`z_basal` whose posterior parameters the guide records as `z_loc` and `z_scale`. The trainer,
+the predictive IWELBO, generation, encoding and export work on this interface alone.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from cradle_jax.data.errors import DataError
+from cradle_jax.models import cradle, cvae, sams_vae, svae_plus
+from cradle_jax.models.config import ModelConfig
+
+
+@dataclass(frozen=True)
+class Family:
+    """One model family.
+
+    artifact_path: it learns the artifact embedding A from the QC labels, so α mixing (§3.2)
+      and the counterfactual KL (§3.4) apply; the others ignore QC labels.
+    combinations: it can model cells with several perturbations (multi-hot dosage rows).
+    """
+
+    name: str
+    model: Callable
+    guide: Callable
+    global_guide: Callable
+    global_sites: tuple[str, ...]
+    artifact_path: bool
+    combinations: bool
+
+
+FAMILIES = {
+    "cradle": Family(
+        "cradle", cradle.model, cradle.guide, cradle.global_guide, cradle.GLOBAL_SITES, True, True
+    ),
+    "sams_vae": Family(
+        "sams_vae",
+        sams_vae.model,
+        sams_vae.guide,
+        sams_vae.global_guide,
+        sams_vae.GLOBAL_SITES,
+        False,
+        True,
+    ),
+    "cvae": Family(
+        "cvae", cvae.model, cvae.guide, cvae.global_guide, cvae.GLOBAL_SITES, False, True
+    ),
+    "svae_plus": Family(
+        "svae_plus",
+        svae_plus.model,
+        svae_plus.guide,
+        svae_plus.global_guide,
+        svae_plus.GLOBAL_SITES,
+        False,
+        False,
+    ),
+}
+
+
+def family_of(cfg: ModelConfig) -> Family:
+    return FAMILIES[cfg.name]
+
+
+def check_dosage(cfg: ModelConfig, dosage, labels) -> None:
+    """Raise a DataError when `cfg`'s family cannot model these cells: combinations given to a
+    family of single perturbations (SVAE+). `dosage` (n, T) dense or sparse, `labels` (n,)."""
+    if family_of(cfg).combinations:
+        return
+    members = np.asarray((dosage != 0).sum(axis=1)).ravel()
+    combinations = sorted({str(label) for label in np.asarray(labels)[members > 1]})
+    if combinations:
+        raise DataError(
+            f"model.name={cfg.name} models one perturbation per cell, but got "
+            f"{len(combinations)} combination(s) (e.g. {combinations[0]!r}); use cradle, "
+            "sams_vae or cvae for combinations"
+        )

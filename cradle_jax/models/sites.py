@@ -1,0 +1,159 @@
+"""Pieces shared by the model families: site weights, encoder input, weighted sample sites,
+and the sparse perturbation embedding dᵀ(M⊙E) of CRADLE and SAMS-VAE (SPEC §1–§3, Part B).
+
+Shapes: P particles, B cells, G genes, T perturbations, Q QC columns, L latent dims. Every site
+carries the particle axis first.
+"""
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpyro
+import numpyro.distributions as dist
+from numpyro import handlers
+from numpyro.contrib.module import flax_module
+
+from cradle_jax.models.config import ModelConfig
+from cradle_jax.models.distributions import StraightThroughBernoulli
+from cradle_jax.models.networks import LikelihoodMLP
+
+
+@jax.tree_util.register_dataclass
+@dataclass(frozen=True)
+class SiteWeights:
+    """Per-site ELBO weights of one batch (already divided by P and the number of real cells).
+
+    perturbation (T,): Σ_i w_i 1[D_it ≠ 0] / N^D_t, the §3.3 plate reweighting of the
+    perturbation-plated globals (M and E; SVAE+'s mask probabilities and masks);
+    qc (Q,): Σ_i w_i 1[qc_ij ≠ 0] / N^qc_j for A (K7 fixed: each row by its own flag);
+    cell (B,): w_i for the per-cell latent; reconstruction (B,): w_i times the α class weight
+    (§3.2; equal to `cell` for the families without an artifact path).
+    """
+
+    perturbation: jax.Array
+    qc: jax.Array
+    cell: jax.Array
+    reconstruction: jax.Array
+
+    @classmethod
+    def unweighted(cls, cfg: ModelConfig, cell: jax.Array) -> "SiteWeights":
+        """Weight 1 on every global site and `cell` (B,) on the per-cell sites (no plate
+        reweighting, no α): for generation, encoding and the predictive IWELBO."""
+        return cls(
+            perturbation=jnp.ones(cfg.n_perturbations),
+            qc=jnp.ones(cfg.n_qc),
+            cell=cell,
+            reconstruction=cell,
+        )
+
+
+def log_standardize(x: jax.Array, mean: jax.Array, std: jax.Array) -> jax.Array:
+    """(log(1+x) − m)/s with §2.3's sanitising (NaN→1e-6, +inf→1e6, −inf→1e-6).
+
+    A gene with zero training variance is divided by 1, not 0 (ours): training cells then get
+    0 where §2.3 gives 1e-6, and a validation or reference cell that expresses a gene no training
+    cell does gets log(1+x) − m instead of 1e6, an input that would blow up the encoder.
+    """
+    z = (jnp.log1p(x) - mean) / jnp.where(std > 0, std, 1.0)
+    return jnp.nan_to_num(z, nan=1e-6, posinf=1e6, neginf=1e-6)
+
+
+def encoder_input(batch: dict, stats: dict, n_particles: int) -> jax.Array:
+    """The standardised counts broadcast over particles, (P, B, G)."""
+    x = log_standardize(batch["X"], stats["norm_mean"], stats["norm_std"])
+    return jnp.broadcast_to(x, (n_particles, *x.shape))
+
+
+def weighted_site(name: str, fn: dist.Distribution, weight: jax.Array, **kwargs) -> jax.Array:
+    """A sample site whose log-density is scaled by `weight`; zero weights are masked, not
+    scaled by 0, so padding cells and unobserved perturbations contribute nothing at all."""
+    positive = weight > 0
+    with handlers.mask(mask=positive), handlers.scale(scale=jnp.where(positive, weight, 1.0)):
+        return numpyro.sample(name, fn, **kwargs)
+
+
+def normal_mlp(name: str, cfg: ModelConfig, n_input: int, n_layers: int, n_hidden: int):
+    """A Flax normal-head MLP registered as NumPyro module `name`, output width L."""
+    return flax_module(
+        name,
+        LikelihoodMLP("normal", cfg.n_latent, n_layers, n_hidden, cfg.init),
+        input_shape=(1, n_input),
+    )
+
+
+def cell_encoder(cfg: ModelConfig, n_input: int):
+    """q(z | ·) of a family: the `basal_encoder` module, width and depth from basal_encoder_*."""
+    return normal_mlp(
+        "basal_encoder", cfg, n_input, cfg.basal_encoder_n_layers, cfg.basal_encoder_n_hidden
+    )
+
+
+def decoder(cfg: ModelConfig, n_input: int):
+    """p(x | u) of a family: the `decoder` module with the configured likelihood (§1.3)."""
+    return flax_module(
+        "decoder",
+        LikelihoodMLP(
+            cfg.likelihood, cfg.n_genes, cfg.decoder_n_layers + 1, cfg.decoder_n_hidden, cfg.init
+        ),
+        input_shape=(1, n_input),
+    )
+
+
+def perturbation_offset(D: jax.Array, M: jax.Array, E: jax.Array) -> jax.Array:
+    """dᵀ(M⊙E) per particle and cell: (B, T), (P, T, L), (P, T, L) → (P, B, L)."""
+    return jnp.einsum("bt,ptl->pbl", D, M * E)
+
+
+def sparse_embedding_modules(cfg: ModelConfig) -> tuple[jax.Array, object]:
+    """The parameters of q(M) q(E | M): mask logits φ (T, L) and the embedding encoder.
+
+    Registered before any sample site (and, in CRADLE, before the QC encoder), the order in
+    which parameters draw their initial values."""
+    T, L = cfg.n_perturbations, cfg.n_latent
+    logits = numpyro.param("mask_logits", jnp.full((T, L), cfg.mask_init_logits, jnp.float32))
+    embedding_encoder = normal_mlp(
+        "embedding_encoder",
+        cfg,
+        L + T,
+        cfg.embedding_encoder_n_layers,
+        cfg.embedding_encoder_n_hidden,
+    )
+    return logits, embedding_encoder
+
+
+def sparse_embedding_guide(
+    cfg: ModelConfig, weights: SiteWeights, logits: jax.Array, embedding_encoder
+) -> tuple[jax.Array, jax.Array]:
+    """q(M) q(E | M) of CRADLE and SAMS-VAE (§2.1–§2.2): M (P, T, L), E (P, T, L).
+
+    Must be called inside the particle plate (dim −2)."""
+    P, T, L = cfg.n_particles, cfg.n_perturbations, cfg.n_latent
+    with numpyro.plate("perturbations", T, dim=-1):
+        M = weighted_site(
+            "mask",
+            StraightThroughBernoulli(logits, cfg.gs_temperature).expand((P, T, L)).to_event(1),
+            weights.perturbation,
+        )
+        identity = jnp.broadcast_to(jnp.eye(T, dtype=M.dtype), (P, T, T))
+        q_E = embedding_encoder(jnp.concatenate([M, identity], axis=-1))
+        E = weighted_site("E", q_E.to_event(1), weights.perturbation)
+    return M, E
+
+
+def sparse_embedding_prior(cfg: ModelConfig, weights: SiteWeights) -> tuple[jax.Array, jax.Array]:
+    """p(M) = Bernoulli(π), p(E) = N(0, s²) (§1.1), inside the particle plate."""
+    P, T, L = cfg.n_particles, cfg.n_perturbations, cfg.n_latent
+    prior_logit = jnp.log(cfg.mask_prior_prob) - jnp.log1p(-cfg.mask_prior_prob)
+    with numpyro.plate("perturbations", T, dim=-1):
+        M = weighted_site(
+            "mask",
+            dist.Bernoulli(logits=prior_logit).expand((P, T, L)).to_event(1),
+            weights.perturbation,
+        )
+        E = weighted_site(
+            "E",
+            dist.Normal(0.0, cfg.embedding_prior_scale).expand((P, T, L)).to_event(1),
+            weights.perturbation,
+        )
+    return M, E

@@ -1,0 +1,16 @@
+"""Replogle et al. 2022: the paper's grid (SPEC §6), run seed {0..4} x QC threshold t {3, 4, 5}.
+
+15 runs of experiments/configs/replogle.py; the random split stays fixed (split seed 0), as in
+the paper's sweep. Give the prepared .h5ad to every run with --set:
+
+    cradle-jax sweep --sweep experiments/sweeps/replogle.py --set data.path=replogle.h5ad \
+        --workdir runs/replogle_sweep
+    cradle-jax aggregate runs/replogle_sweep
+"""
+
+from cradle_jax.sweep.grid import product
+
+
+def get_sweep() -> tuple[str, list[dict]]:
+    grid = product({"seed": range(5), "data.qc_threshold": [3, 4, 5]})
+    return "experiments/configs/replogle.py", grid
