@@ -167,9 +167,10 @@ def qc_pass_rates(
 
     `thresholds` must be those fitted on the real data (§5.5 step 3). Returns
     {"qc_pass_rate_t3": float, …, "per_perturbation": {"t3": {label: float, …}, …},
-    "criteria": [flag columns used]}, perturbations in order of first appearance; a criterion
-    is used when the generated table has its metric and (doublets aside) the real data a
-    threshold for it.
+    "fail_share": {"t3": {criterion: float, …}, …}, "criteria": [flag columns used]},
+    perturbations in order of first appearance; a criterion is used when the generated table
+    has its metric and (doublets aside) the real data a threshold for it. `fail_share` is the
+    share of cells failing each criterion (a cell may fail several): what a pass rate is made of.
     """
     table = metrics.table if isinstance(metrics, QCMetrics) else metrics
     labels = np.asarray(labels).astype(str)
@@ -177,7 +178,7 @@ def qc_pass_rates(
         raise DataError("no generated cells to compute a QC pass rate on")
     if labels.shape != (len(table),):
         raise DataError(f"{len(table)} cells in the QC table but labels of shape {labels.shape}")
-    result: dict = {"per_perturbation": {}}
+    result: dict = {"per_perturbation": {}, "fail_share": {}}
     criteria: list[str] = []
     for t in ts:
         flags = qc_flags(table, thresholds, t)
@@ -189,6 +190,7 @@ def qc_pass_rates(
         result["per_perturbation"][key] = {
             str(label): float(rate) for label, rate in per_label.items()
         }
+        result["fail_share"][key] = {str(name): float(flags[name].mean()) for name in criteria}
     if not criteria:
         log.warning("no QC criterion applies to the generated cells: every cell passes")
     result["criteria"] = criteria

@@ -27,14 +27,25 @@ MARKDOWN_NAME = "results.md"
 SEED_FIELDS = ("seed", "data.split_seed")
 MODEL_FIELD = "model.name"
 # (column of results.csv, where in metrics.json, title in results.md); the headline row of
-# SPEC A5 (on the test split for combination splits, on all cells for random ones) and the
-# agreement with the simulator's planted truth.
+# SPEC A5 (on the test split for combination splits, on all cells for random ones), the shares
+# of generated cells failing the mitochondrial criterion (the damaged-cell artifact) and the
+# doublet call, and the agreement with the simulator's planted truth.
 METRICS = (
     ("ATE_pearsonr", ("headline", "ATE_pearsonr"), "ATE-ρ"),
     ("ATE_r2", ("headline", "ATE_r2"), "ATE-R²"),
     ("ATE_pearsonr_top20", ("headline", "ATE_pearsonr_top20"), "ATE-ρ top-20"),
     ("jaccard_sim_top20", ("headline", "jaccard_sim_top20"), "Jaccard@20"),
     ("qc_pass_rate_t3", ("headline", "qc_pass_rate_t3"), "QC pass t=3"),
+    (
+        "mt_fail_t3",
+        ("qc", "library_1e4", "fail_share", "t3", "qc_pct_counts_mt"),
+        "mt% fail t=3",
+    ),
+    (
+        "doublet_fail_t3",
+        ("qc", "library_1e4", "fail_share", "t3", "qc_predicted_doublet"),
+        "doublet fail t=3",
+    ),
     ("truth_ATE_pearsonr", ("truth", "truth_ATE_pearsonr"), "truth ATE-ρ"),
     ("test_iwelbo", ("test_iwelbo",), None),
 )

@@ -1,15 +1,16 @@
-"""CRADLE-VAE and the baselines (SPEC Part B) on the simulated dataset, three seeds each.
+"""CRADLE-VAE and the baselines (SPEC Part B) on the simulator with planted artifacts.
 
 model.name in {cradle, sams_vae, cvae, svae_plus} x seed {0, 1, 2}: 12 runs of
-experiments/configs/synthetic.py, which reads runs/demo/simulated.h5ad (written by `make demo`;
-another simulated file with --set data.path=FILE.h5ad). The planted truth beside the file
-adds the truth ATE-ρ column to the aggregate table. SVAE+ models one perturbation per cell:
-on data with pairs its runs fail with an error naming them and the sweep goes on with the
-others; for all four on the same data, simulate with --n_pairs 0 and add
---set data.split=random.
+experiments/configs/synthetic_models.py, which reads runs/models/simulated.h5ad, a simulated
+file of single perturbations (SVAE+ models no combinations). `make sweep-models` writes it and
+runs the sweep and the aggregate table; by hand:
 
-    cradle-jax sweep --sweep experiments/sweeps/simulator_models.py --workdir runs/models_sweep
-    cradle-jax aggregate runs/models_sweep
+    cradle-jax simulate --n_cells 6000 --n_genes 500 --n_perturbations 12 --n_pairs 0 \
+        --artifact_fraction 0.15 --seed 0 --out runs/models/simulated.h5ad
+    cradle-jax sweep --sweep experiments/sweeps/simulator_models.py --workdir runs/models/sweep
+    cradle-jax aggregate runs/models/sweep
+
+The planted truth beside the file adds the truth ATE-ρ column to the table.
 """
 
 from cradle_jax.sweep.grid import product
@@ -18,4 +19,5 @@ MODELS = ["cradle", "sams_vae", "cvae", "svae_plus"]
 
 
 def get_sweep() -> tuple[str, list[dict]]:
-    return "experiments/configs/synthetic.py", product({"model.name": MODELS, "seed": [0, 1, 2]})
+    grid = product({"model.name": MODELS, "seed": [0, 1, 2]})
+    return "experiments/configs/synthetic_models.py", grid

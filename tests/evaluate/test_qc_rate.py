@@ -111,6 +111,11 @@ def test_mostly_failing_set_gives_the_pass_fraction_not_the_fail_fraction():
         assert list(per) == list(pd.unique(labels))
         for label, rate in per.items():
             assert rate == pytest.approx(passed[labels == label].mean(), abs=1e-12)
+        shares = rates["fail_share"][f"t{t}"]
+        pct_mt = 100 * x[:, MT].sum(1) / x.sum(1)
+        hand_mt = pct_mt > MEDIANS["pct_mt"] + t * MADS["pct_mt"]
+        assert shares["qc_pct_counts_mt"] == pytest.approx(hand_mt.mean(), abs=1e-12)
+        assert shares["qc_pct_counts_hb"] == pytest.approx((hb > 0).mean(), abs=1e-12)
 
 
 def test_real_thresholds_are_used_not_refitted_ones():
