@@ -128,6 +128,8 @@ def test_real_thresholds_are_used_not_refitted_ones():
     refitted = qc_rate.qc_pass_rates(metrics, labels, fit_thresholds(metrics))
     assert refitted["qc_pass_rate_t3"] == 1.0
     assert not expected_pass(x, 5).any()
+    assert all(real["fail_share"][f"t{t}"]["qc_pct_counts_mt"] == 1.0 for t in (3, 4, 5))
+    del real["fail_share"]
     assert real == {
         "qc_pass_rate_t3": 0.0,
         "qc_pass_rate_t4": 0.0,

@@ -61,6 +61,6 @@ def test_the_paper_sweeps_are_five_seeds_by_three_thresholds(
 
 def test_the_simulator_sweep_crosses_four_models_with_three_seeds():
     sweep = load_sweep(SWEEPS / "simulator_models.py")
-    assert sweep.base_config.name == "synthetic.py"
+    assert sweep.base_config.name == "synthetic_models.py"
     pairs = {(run.config.model.name, run.config.seed) for run in sweep.runs}
     assert pairs == {(m, s) for m in ("cradle", "sams_vae", "cvae", "svae_plus") for s in (0, 1, 2)}

@@ -1,5 +1,6 @@
 """A sweep run in this process, aggregated; and the command lines of --emit."""
 
+import functools
 import json
 import shlex
 import shutil
@@ -71,10 +72,11 @@ def test_aggregate_is_the_mean_and_sd_of_the_runs_metrics(finished_sweep):
         ("ATE_pearsonr_top20", ("headline", "ATE_pearsonr_top20")),
         ("jaccard_sim_top20", ("headline", "jaccard_sim_top20")),
         ("qc_pass_rate_t3", ("headline", "qc_pass_rate_t3")),
+        ("mt_fail_t3", ("qc", "library_1e4", "fail_share", "t3", "qc_pct_counts_mt")),
         ("truth_ATE_pearsonr", ("truth", "truth_ATE_pearsonr")),
     ]
-    for cell, (column, (section, key)) in zip(cells[2:], columns, strict=True):
-        values = [m[section][key] for m in metrics]
+    for cell, (column, path) in zip(cells[2:], columns, strict=True):
+        values = [functools.reduce(dict.__getitem__, path, m) for m in metrics]
         assert list(csv[column]) == pytest.approx(values)
         assert results.table[f"{column}_mean"].item() == pytest.approx(statistics.mean(values))
         assert results.table[f"{column}_sd"].item() == pytest.approx(statistics.stdev(values))
