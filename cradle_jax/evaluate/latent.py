@@ -4,6 +4,7 @@ For the baselines it is their per-cell latent: SAMS-VAE's basal state, the cVAE'
 """
 
 import dataclasses
+from collections.abc import Iterable
 from functools import partial
 
 import anndata as ad
@@ -32,6 +33,21 @@ def _posterior_means(params, batch, stats, key, cfg):
     return trace["z_loc"]["value"].reshape(-1, B, cfg.n_latent)[0]
 
 
+def _encode(
+    bundle: ModelBundle, batches: Iterable[tuple[int, dict]], key_data: np.ndarray
+) -> np.ndarray:
+    """Posterior means of z_b for each (real rows, padded batch) in turn, one draw of the global
+    variables per batch (batch i from fold_in(key, i)), standardised with the model's statistics."""
+    cfg = dataclasses.replace(bundle.cfg, n_particles=1)
+    stats = {"norm_mean": bundle.normalization.mean, "norm_std": bundle.normalization.std}
+    key = jax.random.wrap_key_data(key_data)
+    pieces = []
+    for i, (n_real, batch) in enumerate(batches):
+        z = _posterior_means(bundle.params, batch, stats, jax.random.fold_in(key, i), cfg)
+        pieces.append(np.asarray(z)[:n_real])
+    return np.concatenate(pieces)
+
+
 def basal_latents(
     bundle: ModelBundle,
     data: PerturbData,
@@ -41,17 +57,13 @@ def basal_latents(
 ) -> np.ndarray:
     """(len(cells), L) posterior means of z_b of the model's own training data, one draw of the
     global variables per batch; inputs standardised with the model's training statistics."""
-    cfg = dataclasses.replace(bundle.cfg, n_particles=1)
-    params = bundle.params
-    stats = {"norm_mean": bundle.normalization.mean, "norm_std": bundle.normalization.std}
-    key = jax.random.wrap_key_data(key_data)
-    pieces = []
-    for i, start in enumerate(range(0, len(cells), batch_size)):
-        index = cells[start : start + batch_size]
-        batch = batch_arrays(build_batch(data, index, pad_to=batch_size))
-        z = _posterior_means(params, batch, stats, jax.random.fold_in(key, i), cfg)
-        pieces.append(np.asarray(z)[: len(index)])
-    return np.concatenate(pieces)
+    batches = (
+        (len(index), batch_arrays(build_batch(data, index, pad_to=batch_size)))
+        for index in (
+            cells[start : start + batch_size] for start in range(0, len(cells), batch_size)
+        )
+    )
+    return _encode(bundle, batches, key_data)
 
 
 def encode_cells(
@@ -82,21 +94,21 @@ def encode_cells(
     metrics = qc_metrics_of(adata, counts, config, bundle.config.seed)
     flags = qc_flags(metrics.table, bundle.qc_thresholds, config.qc_threshold)
     qc, _ = qc_matrix_of(flags, config.qc_mode)
-    cfg = dataclasses.replace(bundle.cfg, n_particles=1)
-    stats = {"norm_mean": bundle.normalization.mean, "norm_std": bundle.normalization.std}
-    key = jax.random.wrap_key_data(key_data)
-    pieces = []
-    for i, start in enumerate(range(0, adata.n_obs, batch_size)):
-        rows = np.arange(start, min(start + batch_size, adata.n_obs))
-        x = counts.rows(rows)[:, columns].toarray().astype(np.float32)
-        batch = {
-            "X": pad_rows(x, batch_size),
-            "D": pad_rows(dosage[rows].astype(np.float32), batch_size),
-            "qc": pad_rows(qc[rows], batch_size),
-            "cfX": np.zeros((batch_size, x.shape[1]), np.float32),
-            "library_size": pad_rows(x.sum(axis=1), batch_size),
-            "weight": pad_rows(np.ones(len(rows), np.float32), batch_size),
-        }
-        z = _posterior_means(bundle.params, batch, stats, jax.random.fold_in(key, i), cfg)
-        pieces.append(np.asarray(z)[: len(rows)])
-    return np.concatenate(pieces)
+
+    def batches():
+        for start in range(0, adata.n_obs, batch_size):
+            rows = np.arange(start, min(start + batch_size, adata.n_obs))
+            x = counts.rows(rows)[:, columns].toarray().astype(np.float32)
+            yield (
+                len(rows),
+                {
+                    "X": pad_rows(x, batch_size),
+                    "D": pad_rows(dosage[rows].astype(np.float32), batch_size),
+                    "qc": pad_rows(qc[rows], batch_size),
+                    "cfX": np.zeros((batch_size, x.shape[1]), np.float32),
+                    "library_size": pad_rows(x.sum(axis=1), batch_size),
+                    "weight": pad_rows(np.ones(len(rows), np.float32), batch_size),
+                },
+            )
+
+    return _encode(bundle, batches(), key_data)

@@ -35,31 +35,27 @@ class Family:
     combinations: bool
 
 
+def _family(module, *, artifact_path: bool, combinations: bool) -> Family:
+    """The Family of a model module: its `model`, `guide`, `global_guide` and GLOBAL_SITES."""
+    return Family(
+        name=module.__name__.rsplit(".", 1)[-1],
+        model=module.model,
+        guide=module.guide,
+        global_guide=module.global_guide,
+        global_sites=module.GLOBAL_SITES,
+        artifact_path=artifact_path,
+        combinations=combinations,
+    )
+
+
 FAMILIES = {
-    "cradle": Family(
-        "cradle", cradle.model, cradle.guide, cradle.global_guide, cradle.GLOBAL_SITES, True, True
-    ),
-    "sams_vae": Family(
-        "sams_vae",
-        sams_vae.model,
-        sams_vae.guide,
-        sams_vae.global_guide,
-        sams_vae.GLOBAL_SITES,
-        False,
-        True,
-    ),
-    "cvae": Family(
-        "cvae", cvae.model, cvae.guide, cvae.global_guide, cvae.GLOBAL_SITES, False, True
-    ),
-    "svae_plus": Family(
-        "svae_plus",
-        svae_plus.model,
-        svae_plus.guide,
-        svae_plus.global_guide,
-        svae_plus.GLOBAL_SITES,
-        False,
-        False,
-    ),
+    family.name: family
+    for family in (
+        _family(cradle, artifact_path=True, combinations=True),
+        _family(sams_vae, artifact_path=False, combinations=True),
+        _family(cvae, artifact_path=False, combinations=True),
+        _family(svae_plus, artifact_path=False, combinations=False),
+    )
 }
 
 
