@@ -1,5 +1,7 @@
 """Shared test fixtures: tiny hand-built AnnData objects that follow the data contract."""
 
+from pathlib import Path
+
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -7,6 +9,7 @@ import pytest
 import scipy.sparse as sp
 
 from cradle_jax.data.config import data_config
+from cradle_jax.data.simulate import SimulationConfig, simulate, write_simulation
 
 
 def make_adata(
@@ -42,3 +45,13 @@ def labels_with_pairs(n_each: int = 30) -> list[str]:
 @pytest.fixture
 def config():
     return data_config()
+
+
+@pytest.fixture(scope="session")
+def sim_path(tmp_path_factory) -> Path:
+    """A small simulated dataset with pairs and planted truth, written once per session."""
+    sim = simulate(
+        SimulationConfig(n_cells=1200, n_genes=120, n_perturbations=5, n_pairs=2, n_latent=4)
+    )
+    path, _ = write_simulation(sim, tmp_path_factory.mktemp("sim") / "sim.h5ad")
+    return path

@@ -10,9 +10,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-from cradle_jax.data.simulate import SimulationConfig, simulate, write_simulation
 from tests.evaluate.conftest import SMALL_EVAL
 from tests.train.conftest import CONFIGS, ROOT, TINY
 
@@ -59,12 +56,3 @@ def cradle_jax(*args: str, **kwargs) -> subprocess.Popen:
         text=True,
         **kwargs,
     )
-
-
-@pytest.fixture(scope="session")
-def sweep_data(tmp_path_factory) -> Path:
-    sim = simulate(
-        SimulationConfig(n_cells=1200, n_genes=120, n_perturbations=5, n_pairs=2, n_latent=4)
-    )
-    path, _ = write_simulation(sim, tmp_path_factory.mktemp("sweep_sim") / "sim.h5ad")
-    return path

@@ -17,11 +17,11 @@ def file_stamps(directory: Path) -> dict[str, tuple[int, int]]:
     }
 
 
-def test_a_killed_sweep_launched_again_finishes_only_the_missing_runs(sweep_data, tmp_path):
+def test_a_killed_sweep_launched_again_finishes_only_the_missing_runs(sim_path, tmp_path):
     path = write_sweep_file(tmp_path, {"seed": [0, 1]})
     directory = tmp_path / "runs"
     args = ["sweep", f"--sweep={path}", f"--workdir={directory}", "--noplots"]
-    args += set_flags(tiny_common(sweep_data))
+    args += set_flags(tiny_common(sim_path))
     first, second = directory / "seed=0", directory / "seed=1"
 
     process = cradle_jax(*args)

@@ -29,10 +29,10 @@ def split_commands(words: list[str]) -> list[list[str]]:
 
 
 @pytest.fixture(scope="module")
-def finished_sweep(sweep_data, tmp_path_factory):
+def finished_sweep(sim_path, tmp_path_factory):
     """Two tiny runs (seeds 0 and 1) trained and evaluated in this process."""
     root = tmp_path_factory.mktemp("local_sweep")
-    sweep = load_sweep(write_sweep_file(root, {"seed": [0, 1]}), tiny_common(sweep_data))
+    sweep = load_sweep(write_sweep_file(root, {"seed": [0, 1]}), tiny_common(sim_path))
     directory = root / "runs"
     write_sweep_json(sweep, directory)
     lines = []
@@ -118,8 +118,8 @@ def test_aggregate_lists_the_runs_not_finished(finished_sweep, tmp_path):
     assert len(results.runs) == 2
 
 
-def test_emit_prints_one_command_per_unfinished_run(sweep_data, tmp_path):
-    common = tiny_common(sweep_data)
+def test_emit_prints_one_command_per_unfinished_run(sim_path, tmp_path):
+    common = tiny_common(sim_path)
     path = write_sweep_file(tmp_path, {"seed": [0, 1, 2]})
     directory = tmp_path / "runs"
     (directory / "seed=1").mkdir(parents=True)

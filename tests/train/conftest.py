@@ -11,7 +11,6 @@ import orbax.checkpoint as ocp
 import pytest
 
 from cradle_jax.config import load_config_file
-from cradle_jax.data.simulate import SimulationConfig, simulate, write_simulation
 
 ROOT = Path(__file__).parents[2]
 CONFIGS = ROOT / "experiments" / "configs"
@@ -83,15 +82,6 @@ def saved_params(workdir: Path) -> dict:
             step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target))
         )
     return restored["state"]["params"]
-
-
-@pytest.fixture(scope="session")
-def sim_path(tmp_path_factory) -> Path:
-    sim = simulate(
-        SimulationConfig(n_cells=1200, n_genes=120, n_perturbations=5, n_pairs=2, n_latent=4)
-    )
-    path, _ = write_simulation(sim, tmp_path_factory.mktemp("sim") / "sim.h5ad")
-    return path
 
 
 @pytest.fixture(scope="session")
