@@ -14,10 +14,14 @@ def replacing(path: str | os.PathLike) -> Iterator[Path]:
     given ordinary file permissions and renamed to `path`; on any error it is removed.
 
     The temporary name keeps `path`'s suffix, so writers that infer the format from it (or
-    append one, as `numpy.savez` does) behave as they would for `path` itself.
+    append one, as `numpy.savez` does) behave as they would for `path` itself. When the
+    temporary file cannot be made (no such folder, no permission) the OSError names `path`.
     """
     path = Path(path)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    try:
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    except OSError as err:  # name the file asked for, not the temporary one
+        raise type(err)(err.errno, err.strerror, str(path)) from err
     os.close(fd)
     tmp = Path(name)
     try:

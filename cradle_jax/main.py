@@ -1,11 +1,12 @@
 """The `cradle-jax` command line (an absl app): `cradle-jax SUBCOMMAND --flags`.
 
-User errors (bad input data, bad flags) print one line and exit with status 2; anything else is
-a bug and keeps its traceback.
+User errors (bad input data, bad flags or config overrides) print one line and exit with status
+2; anything else is a bug and keeps its traceback.
 """
 
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import jax
 from absl import app, flags, logging
@@ -61,8 +62,42 @@ def main(argv: list[str]) -> None:
         elif command == "aggregate":
             sweep.run_aggregate(positional[0] if positional else None)
     except (DataError, RunError, flags.ValidationError, OSError) as err:
-        sys.stderr.write(f"cradle-jax {command}: error: {err}\n")
-        sys.exit(2)
+        _fail(command, str(err))
+
+
+def _fail(command: str, message: str) -> NoReturn:
+    """Print a user error as one line (a multi-line message is joined) and exit with status 2."""
+    text = "; ".join(line.strip() for line in message.splitlines() if line.strip())
+    sys.stderr.write(f"cradle-jax{' ' + command if command else ''}: error: {text}\n")
+    sys.exit(2)
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """Parse the command line into FLAGS; a bad flag or config override is a user error.
+
+    absl prints its parse errors over two lines with status 1, and an override of a config field
+    that does not exist (`--config.model.n_latnt=3`) escapes ml_collections as a KeyError with a
+    traceback; both become one line and status 2 like every other user error.
+    """
+    command = argv[1] if len(argv) > 1 and not argv[1].startswith("-") else ""
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as err:
+        _fail(command, str(err))
+    except (AttributeError, KeyError) as err:
+        _fail(command, _unknown_field(err, argv))
+
+
+def _unknown_field(err: Exception, argv: list[str]) -> str:
+    """Name the override of a missing config field, with ml_collections' "did you mean"."""
+    while isinstance(err, Exception) and err.args:  # AttributeError(KeyError(text))
+        err = err.args[0]
+    name, _, hint = str(err).partition("\n")
+    name = name.strip("'\"")
+    overrides = [a.split("=")[0] for a in argv if a.startswith("--config.")]
+    named = [a for a in overrides if name in a.removeprefix("--config.").split(".")]
+    where = named[0] if named else f"a --config override ({name!r})"
+    return f"{where}: the config has no such field" + (f" ({hint.strip()})" if hint else "")
 
 
 def run() -> None:
@@ -72,4 +107,4 @@ def run() -> None:
             "jax_compilation_cache_dir", str(Path.home() / ".cache" / "cradle_jax" / "xla")
         )
     logging.set_verbosity(logging.WARNING)
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

@@ -1,5 +1,7 @@
 """Flags more than one subcommand reads."""
 
+from pathlib import Path
+
 from absl import flags
 
 WORKDIR = flags.DEFINE_string(
@@ -13,3 +15,12 @@ N_CELLS = flags.DEFINE_integer(
 EXPORT = flags.DEFINE_string(
     "export", None, "evaluate, generate: read the model from this export instead of --workdir"
 )
+
+
+def check_out_file(out: str) -> None:
+    """`--out` must name a file in an existing folder; checked before the work, not after it."""
+    path = Path(out)
+    if path.is_dir():
+        raise flags.ValidationError(f"--out: {path} is a directory; give a file name")
+    if not path.parent.is_dir():
+        raise flags.ValidationError(f"--out: directory {path.parent} does not exist")

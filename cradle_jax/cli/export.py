@@ -2,7 +2,7 @@
 
 from absl import flags
 
-from cradle_jax.cli.common import WORKDIR
+from cradle_jax.cli.common import WORKDIR, check_out_file
 from cradle_jax.cli.evaluate import evaluation_settings
 from cradle_jax.evaluate.export import export_model
 from cradle_jax.evaluate.run import data_reference
@@ -15,6 +15,7 @@ def run(out: str | None) -> None:
         raise flags.ValidationError("export needs --workdir DIR")
     if not out:
         raise flags.ValidationError("export needs --out FILE.cradle")
+    check_out_file(out)
     bundle = load_workdir(WORKDIR.value)
     data = load_training_data(bundle, WORKDIR.value)
     reference = data_reference(

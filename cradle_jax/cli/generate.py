@@ -2,7 +2,7 @@
 
 from absl import flags
 
-from cradle_jax.cli.common import EXPORT, N_CELLS, WORKDIR
+from cradle_jax.cli.common import EXPORT, N_CELLS, WORKDIR, check_out_file
 from cradle_jax.evaluate.cells import generated_anndata, parse_perturbations, write_anndata
 from cradle_jax.evaluate.export import load_export
 from cradle_jax.evaluate.generate import EVAL_LIBRARY
@@ -22,6 +22,7 @@ def run(seed: int, out: str | None) -> None:
         raise flags.ValidationError("generate needs --perturbations 'A,B+C'")
     if not out:
         raise flags.ValidationError("generate needs --out cells.h5ad")
+    check_out_file(out)
     bundle = load_workdir(WORKDIR.value) if WORKDIR.value else load_export(EXPORT.value)[0]
     labels = parse_perturbations(PERTURBATIONS.value, bundle)
     n_cells = 100 if N_CELLS.value is None else N_CELLS.value

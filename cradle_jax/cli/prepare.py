@@ -7,6 +7,7 @@ from absl import flags
 from cradle_jax import atomic
 from cradle_jax.adapters import ADAPTERS, load_adapter
 from cradle_jax.adapters.contract import check_contract, describe
+from cradle_jax.cli.common import check_out_file
 from cradle_jax.data.dataset import read_h5ad
 
 ADAPTER = flags.DEFINE_string(
@@ -22,9 +23,8 @@ def run(out: str | None) -> None:
     """Read --in, run the adapter, check the result and write it to `out` atomically."""
     if not ADAPTER.value or not IN.value or not out:
         raise flags.ValidationError("prepare needs --adapter NAME --in FILE.h5ad --out FILE.h5ad")
+    check_out_file(out)
     out_path = Path(out)
-    if not out_path.parent.is_dir():
-        raise flags.ValidationError(f"--out: directory {out_path.parent} does not exist")
     adapter = load_adapter(ADAPTER.value)
     result = adapter(read_h5ad(IN.value))
     summary = check_contract(result)

@@ -1,5 +1,7 @@
 """`cradle-jax train`: train an experiment config in a workdir, resuming what is there."""
 
+from pathlib import Path
+
 import jax
 from absl import flags
 from ml_collections import config_flags
@@ -28,6 +30,9 @@ def run(seed: int | None) -> None:
     """Train; `seed`, when given on the command line, replaces the config's seed."""
     if CONFIG.value is None:
         raise flags.ValidationError("train needs --config experiments/configs/NAME.py")
+    path = Path(flags.FLAGS["config"].config_filename.split(":")[0])
+    if not path.is_file():  # ml_collections defers this error to the first use of the config
+        raise flags.ValidationError(f"--config: config file {path} does not exist")
     if not WORKDIR.value:
         raise flags.ValidationError("train needs --workdir DIR")
     if DISTRIBUTED.value:

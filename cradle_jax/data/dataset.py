@@ -90,6 +90,8 @@ class PerturbData:
 def read_h5ad(path: str | Path, backed: bool = False) -> ad.AnnData:
     """Open an .h5ad with errors that name the file and the problem."""
     path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path} is a directory, not an .h5ad file")
     if not path.is_file():
         raise DataError(f"input file {path} does not exist")
     if not h5py.is_hdf5(path):
@@ -109,6 +111,8 @@ def load_perturb_data(
     where = f"counts ({'layer ' + repr(config.layer) if config.layer else 'X'})"
     _check_names(adata)
     library = check_counts(counts, where)
+    if not library.any():
+        raise DataError(f"{where} are all zero: no cell has a single count")
 
     labels, vocab = read_labels(
         adata.obs, config.perturbation_key, config.separator, config.control_label
@@ -169,8 +173,9 @@ def count_source(adata: ad.AnnData, layer: str) -> CountSource:
     matrix = adata.layers[layer] if layer else adata.X
     if matrix is None:
         raise DataError("the AnnData has no X matrix; set data.layer to the counts layer")
-    if not np.issubdtype(matrix.dtype, np.number) and matrix.dtype != bool:
-        raise DataError(f"counts have dtype {matrix.dtype}; numeric raw counts are required")
+    real = np.issubdtype(matrix.dtype, np.integer) or np.issubdtype(matrix.dtype, np.floating)
+    if not real and matrix.dtype != bool:
+        raise DataError(f"counts have dtype {matrix.dtype}; real-valued raw counts are required")
     return InMemoryCounts(sp.csr_matrix(matrix, dtype=np.float32))
 
 

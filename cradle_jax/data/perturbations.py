@@ -88,6 +88,8 @@ def read_labels(
 
     Raises DataError for a missing column, missing values, or a control label that no cell has.
     """
+    if not separator:
+        raise DataError("data.separator is empty: set the text that joins singles, e.g. '+'")
     if column not in obs.columns:
         raise DataError(
             f"perturbation column {column!r} not in obs "

@@ -228,6 +228,8 @@ def qc_flags(metrics: pd.DataFrame, thresholds: QCThresholds, t: float) -> pd.Da
     threshold; the thresholds may come from other cells (real data scoring generated cells, §5.5).
     Inequalities are strict, so a value equal to its threshold passes.
     """
+    if not t >= 0:
+        raise DataError(f"the QC threshold multiplier t (data.qc_threshold) must be >= 0, got {t}")
     flags = {}
     for metric in QC_METRICS:
         if metric not in metrics.columns:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 import numpy as np
 import scipy.sparse as sp
 
+from cradle_jax.data.errors import DataError
 from cradle_jax.data.seeding import host_rng
 from cradle_jax.data.splits import UNUSED
 
@@ -35,7 +36,12 @@ def sample_references(
     `none`: no references. k = min(pool size, n_samples) draws with replacement.
     """
     if mode not in REFERENCE_MODES:
-        raise ValueError(f"data.references must be one of {REFERENCE_MODES}, got {mode!r}")
+        raise DataError(f"data.references must be one of {REFERENCE_MODES}, got {mode!r}")
+    if n_samples < 1:
+        raise DataError(
+            f"data.n_reference_samples must be at least 1, got {n_samples} (data.references = "
+            "'none' switches references off)"
+        )
     refs = np.full((len(groups), n_samples), NO_REFERENCE, dtype=np.int32)
     if mode == "none":
         return refs

@@ -40,6 +40,8 @@ def generated_anndata(
     QC metrics of each cell, deterministic in `seed`."""
     if n_cells < 1:
         raise DataError(f"--n_cells must be at least 1, got {n_cells}")
+    if not library > 0:
+        raise DataError(f"--library (library size of generated cells) must be > 0, got {library}")
     dosage = bundle.vocabulary.dosage(labels).toarray()
     check_dosage(bundle.cfg, dosage, labels)
     cells = generate_cells(

@@ -9,6 +9,7 @@ reads it. Written atomically.
 
 import json
 import os
+import zipfile
 from dataclasses import asdict
 from pathlib import Path
 
@@ -17,7 +18,8 @@ import numpy as np
 from cradle_jax import atomic
 from cradle_jax.data.statistics import LogStandardizeStats
 from cradle_jax.evaluate.run import DataReference
-from cradle_jax.train.bundle import ModelBundle, bundle_from_meta, library_versions
+from cradle_jax.train.bundle import ModelBundle, bundle_from_meta, library_versions, param_shapes
+from cradle_jax.train.checkpoints import check_param_shapes
 from cradle_jax.train.errors import RunError
 
 FORMAT_VERSION = 1
@@ -84,11 +86,15 @@ def export_model(bundle: ModelBundle, reference: DataReference, out: str | os.Pa
 
 def load_export(path: str | os.PathLike) -> tuple[ModelBundle, DataReference]:
     """The bundle and evaluation reference of an export; RunError if it cannot be used."""
+    if not Path(path).is_file():
+        raise RunError(f"export file {path} does not exist")
+    if not zipfile.is_zipfile(path):
+        raise RunError(f"{path} is not a cradle-jax export (not a NumPy .npz archive)")
     try:
         with np.load(path, allow_pickle=False) as stored:
             arrays = {name: stored[name] for name in stored.files}
         meta = json.loads(str(arrays.pop("meta")))
-    except (OSError, ValueError, KeyError) as err:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
         raise RunError(f"{path} is not a cradle-jax export: {err}".splitlines()[0]) from err
     version = meta.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
@@ -96,11 +102,22 @@ def load_export(path: str | os.PathLike) -> tuple[ModelBundle, DataReference]:
             f"{path} has export format {version!r}; this cradle-jax reads up to "
             f"{FORMAT_VERSION}: upgrade cradle-jax"
         )
+    try:
+        return _from_export(arrays, meta, path)
+    except KeyError as err:
+        raise RunError(f"{path} is an incomplete export: {err} is missing") from err
+
+
+def _from_export(
+    arrays: dict[str, np.ndarray], meta: dict, path: str | os.PathLike
+) -> tuple[ModelBundle, DataReference]:
+    """The bundle and reference of an export's arrays and its JSON record."""
     prefix = f"param{_SEP}"
     params = _unflatten({k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)})
     normalization = LogStandardizeStats(arrays["normalization/mean"], arrays["normalization/std"])
     meta["versions"] = meta["versions"]["trained_with"]
     bundle = bundle_from_meta(meta, params, normalization)
+    check_param_shapes(params, param_shapes(bundle.cfg), str(path))
     ref = meta["reference"]
     true_ate = arrays.get("reference/true_ate")
     reference = DataReference(

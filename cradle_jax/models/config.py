@@ -20,6 +20,8 @@ from dataclasses import dataclass, fields
 import ml_collections
 
 MODEL_NAMES = ("cradle", "sams_vae", "cvae", "svae_plus")
+INITS = ("torch", "flax")
+LIKELIHOODS = ("normal", "normal_fixed_variance", "poisson", "library_nb")
 DATA_SIZED_FIELDS = ("n_genes", "n_perturbations", "n_qc")  # read off the dataset, not configured
 
 
@@ -52,8 +54,35 @@ class ModelConfig:
     embedding_encoder_n_hidden: int = 400
 
     def __post_init__(self) -> None:
-        if self.name not in MODEL_NAMES:
-            raise ValueError(f"model.name must be one of {MODEL_NAMES}, got {self.name!r}")
+        """Reject a field no network can be built from, naming it, before anything is built."""
+        for field, allowed in CHOICES.items():
+            value = getattr(self, field)
+            if value not in allowed:
+                raise ValueError(f"model.{field} must be one of {allowed}, got {value!r}")
+        for field, least in SMALLEST.items():
+            value = getattr(self, field)
+            if value < least:
+                raise ValueError(f"model.{field} must be at least {least}, got {value}")
+        for field in POSITIVE:
+            value = getattr(self, field)
+            if not value > 0:
+                raise ValueError(f"model.{field} must be positive, got {value}")
+        if not 0 < self.mask_prior_prob < 1:
+            raise ValueError(f"model.mask_prior_prob must be in (0, 1), got {self.mask_prior_prob}")
+
+
+CHOICES = {"name": MODEL_NAMES, "likelihood": LIKELIHOODS, "init": INITS}
+SMALLEST = {  # the least value of each integer field that builds a network
+    "n_latent": 1,
+    "n_particles": 1,
+    "decoder_n_layers": 0,  # the decoder's trunk has one layer more
+    "decoder_n_hidden": 1,
+    "basal_encoder_n_layers": 1,
+    "basal_encoder_n_hidden": 1,
+    "embedding_encoder_n_layers": 1,
+    "embedding_encoder_n_hidden": 1,
+}
+POSITIVE = ("embedding_prior_scale", "gs_temperature", "mask_beta_a", "mask_beta_b")
 
 
 def model_config() -> ml_collections.ConfigDict:

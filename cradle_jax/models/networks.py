@@ -19,9 +19,9 @@ import jax
 import jax.numpy as jnp
 import numpyro.distributions as dist
 
+from cradle_jax.models.config import INITS, LIKELIHOODS
+
 LEAKY_SLOPE = 0.01  # PyTorch's nn.LeakyReLU default
-INITS = ("torch", "flax")
-LIKELIHOODS = ("normal", "normal_fixed_variance", "poisson", "library_nb")
 
 VARIANCE_FLOOR = 1e-4  # v = exp(·) + 1e-4 in the normal heads
 # Cap on the log-variance of the normal head (ours, not the original's). Without it, an input far

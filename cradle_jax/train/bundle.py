@@ -98,6 +98,8 @@ def read_workdir_meta(workdir: Path) -> tuple[dict, LogStandardizeStats]:
     path = Path(workdir) / META_NAME
     if not path.exists():
         raise RunError(f"{workdir} holds no trained model ({META_NAME} is missing): train first")
+    if not (Path(workdir) / NORMALIZATION_NAME).exists():
+        raise RunError(f"{workdir} is incomplete: {NORMALIZATION_NAME} is missing; train again")
     with np.load(Path(workdir) / NORMALIZATION_NAME) as stats:
         normalization = LogStandardizeStats(stats["mean"], stats["std"])
     return json.loads(path.read_text()), normalization

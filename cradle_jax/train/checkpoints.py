@@ -14,6 +14,7 @@ import orbax.checkpoint as ocp
 
 from cradle_jax.train.errors import RunError
 from cradle_jax.train.state import Progress, TrainState
+from cradle_jax.train.workdir import CHECKPOINTS_DIR
 
 
 def _manager(directory: Path, max_to_keep: int, arrays: str) -> ocp.CheckpointManager:
@@ -29,7 +30,7 @@ def _abstract(tree):
     return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
 
 
-def _check_shapes(saved, expected, what: str) -> None:
+def check_param_shapes(saved, expected, what: str) -> None:
     """Name the first parameter whose saved shape differs from the one the config builds."""
     saved_leaves = dict(jax.tree_util.tree_flatten_with_path(saved)[0])
     for path, leaf in jax.tree_util.tree_flatten_with_path(expected)[0]:
@@ -49,7 +50,7 @@ class Checkpoints:
     """The latest and best checkpoints of one workdir."""
 
     def __init__(self, workdir: str | Path) -> None:
-        root = Path(workdir) / "checkpoints"
+        root = Path(workdir) / CHECKPOINTS_DIR
         self._latest = _manager(root / "latest", max_to_keep=2, arrays="state")
         self._best = _manager(root / "best", max_to_keep=1, arrays="params")
 
@@ -99,7 +100,7 @@ class Checkpoints:
         """The newest complete train state, laid out like `like` (shapes, dtypes, shardings)."""
         step = self._latest.latest_step()
         saved = self._latest.item_metadata(step)["state"].tree
-        _check_shapes(saved["params"], like.params, f"checkpoint of step {step}")
+        check_param_shapes(saved["params"], like.params, f"checkpoint of step {step}")
         restored = self._latest.restore(
             step,
             args=ocp.args.Composite(
@@ -114,7 +115,7 @@ class Checkpoints:
         if step is None:
             raise RunError("no best checkpoint: training has not finished a validation pass")
         saved = self._best.item_metadata(step)["params"].tree
-        _check_shapes(saved, like, f"best checkpoint of step {step}")
+        check_param_shapes(saved, like, f"best checkpoint of step {step}")
         restored = self._best.restore(
             step, args=ocp.args.Composite(params=ocp.args.StandardRestore(_abstract(like)))
         )

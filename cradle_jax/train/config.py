@@ -4,6 +4,8 @@ import contextlib
 
 import ml_collections
 
+from cradle_jax.models.config import resolve_model_config
+from cradle_jax.train.errors import RunError
 from cradle_jax.train.objective import LossConfig
 
 
@@ -40,3 +42,41 @@ def resolve_loss_config(loss: ml_collections.ConfigDict) -> LossConfig:
         with contextlib.suppress(ValueError):
             alpha = float(alpha)
     return LossConfig(alpha=alpha, cf_kl=loss.cf_kl, beta=float(loss.beta))
+
+
+# The least value of each run-control field: 0 switches max_steps, patience and the IWELBO off.
+TRAIN_MINIMA = {
+    "batch_size": 1,
+    "max_epochs": 1,
+    "max_steps": 0,
+    "patience": 0,
+    "checkpoint_every_steps": 1,
+    "log_every_steps": 1,
+    "iwelbo_particles": 0,
+    "iwelbo_batch_size": 1,
+    "weight_decay": 0,
+    "learning_rate": 0,  # 0 freezes the parameters (a test of early stopping does)
+}
+
+
+def check_config(config: ml_collections.ConfigDict) -> LossConfig:
+    """The loss section resolved; RunError naming a field of the loss, model or train section
+    that cannot be used. Training runs this before it reads the data or touches the workdir."""
+    if not config.data.path:
+        raise RunError("config.data.path is empty: pass --config.data.path=FILE.h5ad")
+    try:
+        loss_cfg = resolve_loss_config(config.loss)
+        resolve_model_config(config.model, n_genes=1, n_perturbations=1, n_qc=1)
+    except (TypeError, ValueError) as err:
+        raise RunError(f"config: {err}") from err
+    check_train_config(config.train)
+    return loss_cfg
+
+
+def check_train_config(train: ml_collections.ConfigDict) -> None:
+    """RunError naming the first `train` field outside its range (a zero batch size, say)."""
+    for field, least in TRAIN_MINIMA.items():
+        if train[field] < least:
+            raise RunError(f"train.{field} must be at least {least}, got {train[field]}")
+    if not train.clip_norm > 0:
+        raise RunError(f"train.clip_norm must be positive, got {train.clip_norm}")

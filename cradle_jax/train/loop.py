@@ -25,7 +25,7 @@ from cradle_jax.models.config import ModelConfig, resolve_model_config
 from cradle_jax.models.families import check_dosage, family_of
 from cradle_jax.train.bundle import param_shapes, write_model_meta
 from cradle_jax.train.checkpoints import Checkpoints
-from cradle_jax.train.config import resolve_loss_config
+from cradle_jax.train.config import check_config
 from cradle_jax.train.errors import RunError
 from cradle_jax.train.inputs import batch_arrays, split_stats
 from cradle_jax.train.iwelbo import split_iwelbo
@@ -88,14 +88,7 @@ class Run:
             yield int((index != PADDING).sum()), global_batch(local, self.mesh, self.batch_size)
 
 
-def _open_run(config: ml_collections.ConfigDict, mesh: Mesh | None) -> Run:
-    if not config.data.path:
-        raise RunError("config.data.path is empty: pass --config.data.path=FILE.h5ad")
-    try:
-        loss_cfg = resolve_loss_config(config.loss)
-        resolve_model_config(config.model, n_genes=1, n_perturbations=1, n_qc=1)
-    except (TypeError, ValueError) as err:
-        raise RunError(f"config: {err}") from err
+def _open_run(config: ml_collections.ConfigDict, loss_cfg: LossConfig, mesh: Mesh | None) -> Run:
     data = load_perturb_data(config.data.path, config.data, config.seed)
     mesh = data_mesh() if mesh is None else mesh
     check_batch_size(config.train.batch_size, mesh)
@@ -105,6 +98,8 @@ def _open_run(config: ml_collections.ConfigDict, mesh: Mesh | None) -> Run:
     check_dosage(cfg, data.dosage, data.labels)
     if not family_of(cfg).artifact_path:
         _say(f"model.name={cfg.name} uses no QC labels: loss.alpha and loss.cf_kl do not apply")
+    elif note := _one_class_note(data, loss_cfg):
+        _say(note)
     return Run(
         config=config,
         data=data,
@@ -116,6 +111,28 @@ def _open_run(config: ml_collections.ConfigDict, mesh: Mesh | None) -> Run:
         train_stats=replicate(split_stats(data, "train"), mesh),
         val_stats=replicate(split_stats(data, "val"), mesh),
     )
+
+
+def _one_class_note(data: PerturbData, loss_cfg: LossConfig) -> str | None:
+    """What CRADLE's QC terms do when the training split has no QC-fail cells, or only those.
+
+    Legal input, but α (the fail share) is then 0 or 1: the batch/split modes give one class no
+    reconstruction weight, and without fail cells no cell has a counterfactual reference.
+    """
+    share = float((data.qc[data.cells("train")].max(axis=1) > 0).mean())
+    if share not in (0.0, 1.0):
+        return None
+    if share == 0.0:
+        note = "no QC-fail cells: no cell has a counterfactual reference (the cf term is 0)"
+    else:
+        note = "only QC-fail cells: the artifact path cannot be told from the rest"
+    if loss_cfg.alpha in ("batch", "split"):
+        weighted = "pass" if share == 0.0 else "fail"
+        note += (
+            f"; loss.alpha={loss_cfg.alpha} gives α = {share:g}, which leaves {weighted} cells "
+            "no reconstruction weight: set loss.alpha=off to weight every cell 1"
+        )
+    return f"the training split has {note}"
 
 
 def _initial_state(run: Run, optimizer) -> TrainState:
@@ -269,7 +286,8 @@ def train_and_evaluate(
     workdir = Path(workdir)
     # A new run reads and checks its data before writing anything, so bad input leaves no
     # half-made workdir; a resumed one first checks that the config still matches.
-    run = None if (workdir / CONFIG_NAME).exists() else _open_run(config, mesh)
+    loss_cfg = check_config(config)
+    run = None if (workdir / CONFIG_NAME).exists() else _open_run(config, loss_cfg, mesh)
     changed = prepare_workdir(workdir, config, primary=jax.process_index() == 0)
     if changed:
         _say(f"resuming with changed settings: {', '.join(changed)}")
@@ -283,7 +301,7 @@ def train_and_evaluate(
             checkpoints.close()
             _say(f"{workdir} holds a finished run ({progress.stop_reason}); nothing to do")
             return json.loads(summary_path.read_text())
-    run = run or _open_run(config, mesh)
+    run = run or _open_run(config, loss_cfg, mesh)
     if jax.process_index() == 0:
         write_model_meta(workdir, run.data, run.cfg, config)
     try:
@@ -317,9 +335,15 @@ def train_and_evaluate(
         checkpoints.close()
     if jax.process_index() == 0:
         atomic.write_json(summary_path, summary)
-    _say(
-        f"finished: {summary['stop_reason']}; best val loss {summary['best_val_loss']:.4g} at "
-        f"epoch {summary['best_epoch']}"
-        + (f"; val IWELBO {summary['val_iwelbo']:.4g}" if "val_iwelbo" in summary else "")
-    )
+    _say(_finished_line(summary))
     return summary
+
+
+def _finished_line(summary: dict) -> str:
+    """The last line of a run; a run stopped inside its first epoch has no best model yet."""
+    if summary["best_val_loss"] is None:
+        best = "no validation pass yet, so no best model (raise train.max_steps)"
+    else:
+        best = f"best val loss {summary['best_val_loss']:.4g} at epoch {summary['best_epoch']}"
+    iwelbo = f"; val IWELBO {summary['val_iwelbo']:.4g}" if "val_iwelbo" in summary else ""
+    return f"finished: {summary['stop_reason']}; {best}{iwelbo}"

@@ -12,6 +12,8 @@ import jax
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
+from cradle_jax.train.errors import RunError
+
 DATA_AXIS = "data"
 
 
@@ -33,7 +35,7 @@ def row_sharded(mesh: Mesh) -> NamedSharding:
 def check_batch_size(batch_size: int, mesh: Mesh) -> None:
     """Every device must get the same number of cells (A3)."""
     if batch_size % mesh.size:
-        raise ValueError(
+        raise RunError(
             f"train.batch_size {batch_size} does not divide by the {mesh.size} devices of the "
             f"mesh; use a multiple of {mesh.size}"
         )

@@ -15,6 +15,7 @@ from cradle_jax import atomic
 from cradle_jax.train.errors import RunError
 
 CONFIG_NAME = "config.json"
+CHECKPOINTS_DIR = "checkpoints"
 FIXED_SECTIONS = ("seed", "data", "model")
 
 
@@ -45,12 +46,20 @@ def _check_resumable(saved: dict, current: dict, workdir: Path) -> list[str]:
     return changed
 
 
+def _read_config(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise RunError(f"{path} is damaged (not JSON: {err}); use a new --workdir") from err
+
+
 def prepare_workdir(
     workdir: str | os.PathLike, config: ml_collections.ConfigDict, primary: bool = True
 ) -> list[str]:
     """Create or reopen `workdir` for `config`; return the fields changed since the last run.
 
-    Only the primary process writes config.json (atomically).
+    Only the primary process writes config.json (atomically). Nothing is written when the
+    workdir cannot be used (another run's config or stray checkpoints).
     """
     path = Path(workdir)
     try:
@@ -63,7 +72,17 @@ def prepare_workdir(
     config_path = path / CONFIG_NAME
     changed = []
     if config_path.exists():
-        changed = _check_resumable(json.loads(config_path.read_text()), current, path)
+        changed = _check_resumable(_read_config(config_path), current, path)
+    elif (path / CHECKPOINTS_DIR).exists():
+        # config.json is written before the first checkpoint, so these come from elsewhere
+        # (another run's, perhaps of another model shape): resuming from them is refused.
+        raise RunError(
+            f"{path} holds {CHECKPOINTS_DIR}/ but no {CONFIG_NAME}, so they are not this run's "
+            "checkpoints; use a new --workdir"
+        )
     if primary:
-        atomic.write_json(config_path, current)
+        try:
+            atomic.write_json(config_path, current)
+        except OSError as err:  # os.access says yes to root on a read-only file system
+            raise RunError(f"workdir {path} is not writable: {err.strerror}") from err
     return changed
