@@ -11,7 +11,17 @@ from typing import NoReturn
 import jax
 from absl import app, flags, logging
 
-from cradle_jax.cli import evaluate, export, generate, inspect, prepare, simulate, sweep, train
+from cradle_jax.cli import (
+    evaluate,
+    export,
+    generate,
+    inspect,
+    predict,
+    prepare,
+    simulate,
+    sweep,
+    train,
+)
 from cradle_jax.data.errors import DataError
 from cradle_jax.train.errors import RunError
 
@@ -25,6 +35,8 @@ SUBCOMMANDS = {
     "train": "train an experiment (--config experiments/configs/NAME.py --workdir DIR)",
     "evaluate": "score a trained model: metrics.json and a report (--workdir DIR)",
     "generate": "artifact-free cells (--workdir DIR --perturbations 'A,B+C' --out cells.h5ad)",
+    "predict": "prediction and real files for cell-eval (--export F --perturbations 'A,B+C' "
+    "--real real.h5ad --out pred.h5ad --real_out real_ready.h5ad)",
     "export": "one file with the model, for evaluate/generate elsewhere (--workdir DIR --out F)",
     "sweep": "train and evaluate every run of a sweep (--sweep FILE --workdir DIR [--emit])",
     "aggregate": "a sweep's results table: results.csv and results.md (aggregate DIR)",
@@ -57,6 +69,8 @@ def main(argv: list[str]) -> None:
             export.run(OUT.value)
         elif command == "generate":
             generate.run(SEED.value, OUT.value)
+        elif command == "predict":
+            predict.run(SEED.value, OUT.value)
         elif command == "sweep":
             sweep.run()
         elif command == "aggregate":

@@ -10,10 +10,13 @@ WORKDIR = flags.DEFINE_string(
 N_CELLS = flags.DEFINE_integer(
     "n_cells",
     None,
-    "simulate: number of cells (default 10000); generate: cells per perturbation (default 100)",
+    "simulate: number of cells (default 10000); generate, predict: cells per perturbation "
+    "(default 100)",
 )
 EXPORT = flags.DEFINE_string(
-    "export", None, "evaluate, generate: read the model from this export instead of --workdir"
+    "export",
+    None,
+    "evaluate, generate, predict: read the model from this export instead of --workdir",
 )
 
 

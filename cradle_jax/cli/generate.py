@@ -9,10 +9,12 @@ from cradle_jax.evaluate.generate import EVAL_LIBRARY
 from cradle_jax.train.bundle import load_workdir
 
 PERTURBATIONS = flags.DEFINE_string(
-    "perturbations", None, "generate: comma-separated labels, e.g. 'A,B+C' (combinations of "
-    "known singles are allowed)"
+    "perturbations", None, "generate, predict: comma-separated labels, e.g. 'A,B+C' "
+    "(combinations of known singles are allowed)"
 )  # fmt: skip
-LIBRARY = flags.DEFINE_float("library", EVAL_LIBRARY, "generate: library size of generated cells")
+LIBRARY = flags.DEFINE_float(
+    "library", EVAL_LIBRARY, "generate, predict: library size of generated cells"
+)
 
 
 def run(seed: int, out: str | None) -> None:
