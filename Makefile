@@ -8,7 +8,7 @@ DEMO_DIR ?= runs/demo
 export JAX_PLATFORMS ?= cpu
 export JAX_COMPILATION_CACHE_DIR ?= $(CURDIR)/.jax_cache
 
-.PHONY: venv demo sweep-models test test-slow lint bench clean
+.PHONY: venv cell-eval demo sweep-models test test-slow lint bench clean
 
 venv: $(STAMP)
 
@@ -21,6 +21,18 @@ $(STAMP): pyproject.toml requirements-lock.txt requirements-dev-lock.txt
 	$(PY) -m pip install --quiet --no-deps -e .
 	$(PY) -m pip check
 	touch $(STAMP)
+
+# Arc Institute's cell-eval in its own venv (its pins clash with ours); the slow tests run
+# `cell-eval run` on the files `cradle-jax predict` writes.
+CELLEVAL_VENV ?= .venv-celleval
+CELLEVAL_STAMP := $(CELLEVAL_VENV)/.installed
+cell-eval: $(CELLEVAL_STAMP)
+
+$(CELLEVAL_STAMP): requirements-celleval-lock.txt
+	$(PYTHON) -m venv $(CELLEVAL_VENV)
+	$(CELLEVAL_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CELLEVAL_VENV)/bin/python -m pip install --quiet -r requirements-celleval-lock.txt
+	touch $(CELLEVAL_STAMP)
 
 demo: $(STAMP)
 	mkdir -p $(DEMO_DIR)
@@ -46,8 +58,8 @@ sweep-models: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
 
-test-slow: $(STAMP)
-	$(PY) -m pytest -q -m slow
+test-slow: $(STAMP) $(CELLEVAL_STAMP)
+	CELL_EVAL=$(CURDIR)/$(CELLEVAL_VENV)/bin/cell-eval $(PY) -m pytest -q -m slow
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -57,4 +69,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_data.py
 
 clean:
-	rm -rf $(VENV) .jax_cache .pytest_cache .ruff_cache runs
+	rm -rf $(VENV) $(CELLEVAL_VENV) .jax_cache .pytest_cache .ruff_cache runs
