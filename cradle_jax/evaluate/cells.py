@@ -27,6 +27,22 @@ def parse_perturbations(text: str, bundle: ModelBundle) -> list[str]:
     return [bundle.vocabulary.canonical(label) for label in labels]
 
 
+def generated_counts(
+    bundle: ModelBundle, labels: list[str], n_cells: int, *, key_data: np.ndarray, library: float
+) -> tuple[sp.csr_matrix, np.ndarray]:
+    """`n_cells` artifact-free count vectors per label (CSR float32, label by label) and the
+    label of each cell; DataError for a non-positive size or a model that cannot take a label."""
+    if n_cells < 1:
+        raise DataError(f"--n_cells must be at least 1, got {n_cells}")
+    if not library > 0:
+        raise DataError(f"--library (library size of generated cells) must be > 0, got {library}")
+    dosage = bundle.vocabulary.dosage(labels).toarray()
+    check_dosage(bundle.cfg, dosage, labels)
+    cells = generate_cells(bundle.params, bundle.cfg, dosage, n_cells, key_data, library=library)
+    counts = sp.csr_matrix(cells.reshape(-1, cells.shape[-1]).astype(np.float32))
+    return counts, np.repeat(np.asarray(labels, dtype=object), n_cells)
+
+
 def generated_anndata(
     bundle: ModelBundle,
     labels: list[str],
@@ -38,17 +54,9 @@ def generated_anndata(
 ) -> ad.AnnData:
     """`n_cells` artifact-free cells per label: raw counts in X (CSR), obs `perturbation` and the
     QC metrics of each cell, deterministic in `seed`."""
-    if n_cells < 1:
-        raise DataError(f"--n_cells must be at least 1, got {n_cells}")
-    if not library > 0:
-        raise DataError(f"--library (library size of generated cells) must be > 0, got {library}")
-    dosage = bundle.vocabulary.dosage(labels).toarray()
-    check_dosage(bundle.cfg, dosage, labels)
-    cells = generate_cells(
-        bundle.params, bundle.cfg, dosage, n_cells, purpose_key(seed, "generate"), library=library
+    counts, cell_labels = generated_counts(
+        bundle, labels, n_cells, key_data=purpose_key(seed, "generate"), library=library
     )
-    counts = sp.csr_matrix(cells.reshape(-1, cells.shape[-1]).astype(np.float32))
-    cell_labels = np.repeat(np.asarray(labels, dtype=object), n_cells)
     metrics = generated_qc(counts, cell_labels, bundle.gene_names, seed=seed, doublets=doublets)
     obs = metrics.table.copy()
     obs.insert(0, "perturbation", pd.Categorical(cell_labels.astype(str), categories=labels))

@@ -19,9 +19,9 @@ from cradle_jax.data.counts import InMemoryCounts, check_counts
 from cradle_jax.data.dataset import count_source
 from cradle_jax.data.errors import DataError
 from cradle_jax.data.perturbations import read_labels
-from cradle_jax.evaluate.generate import EVAL_LIBRARY, generate_cells
+from cradle_jax.evaluate.cells import generated_counts
+from cradle_jax.evaluate.generate import EVAL_LIBRARY
 from cradle_jax.evaluate.qc_rate import generated_cell_names
-from cradle_jax.models.families import check_dosage
 from cradle_jax.train.bundle import ModelBundle
 from cradle_jax.train.keys import purpose_key
 
@@ -63,19 +63,14 @@ def prediction_pair(
     from the real file (`controls`). DataError if the real file lacks a gene or a label."""
     if controls not in CONTROL_SOURCES:
         raise DataError(f"--controls must be one of {', '.join(CONTROL_SOURCES)}, got {controls!r}")
-    if n_cells < 1:
-        raise DataError(f"--n_cells must be at least 1, got {n_cells}")
     control = bundle.vocabulary.control_label
     labels = [control, *dict.fromkeys(p for p in perturbations if p != control)]
     real_part = _real_cells(bundle, real, labels, perturbation_column)
 
     generated_labels = labels if controls == "generated" else labels[1:]
-    dosage = bundle.vocabulary.dosage(generated_labels).toarray()
-    check_dosage(bundle.cfg, dosage, generated_labels)
-    key = purpose_key(seed, "predict")
-    cells = generate_cells(bundle.params, bundle.cfg, dosage, n_cells, key, library=library)
-    counts = sp.csr_matrix(cells.reshape(-1, cells.shape[-1]))
-    cell_labels = np.repeat(np.asarray(generated_labels, dtype=object), n_cells)
+    counts, cell_labels = generated_counts(
+        bundle, generated_labels, n_cells, key_data=purpose_key(seed, "predict"), library=library
+    )
     prediction = _annotated(
         counts, cell_labels, generated_cell_names(cell_labels), bundle, labels, perturbation_column
     )
