@@ -55,8 +55,10 @@ sweep-models: $(STAMP)
 	  --set data.path=$(MODELS_DIR)/simulated.h5ad --workdir $(MODELS_DIR)/sweep --noplots
 	$(VENV)/bin/cradle-jax aggregate $(MODELS_DIR)/sweep
 
+# Tests run in TEST_WORKERS processes (pytest-xdist), one per core of a CI machine.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow" -n $(TEST_WORKERS) --durations=25
 
 test-slow: $(STAMP) $(CELLEVAL_STAMP)
 	CELL_EVAL=$(CURDIR)/$(CELLEVAL_VENV)/bin/cell-eval $(PY) -m pytest -q -m slow
