@@ -2,7 +2,8 @@
 
     model = cradle_jax.CradleVAE(adata, workdir="runs/nb", n_latent=10, max_epochs=50)
     model.train()
-    cells = model.predict(["A", "A+B"], n_cells=200)     # artifact-free AnnData
+    cells = model.predict(perturbation=["A", "A+B"], n_cells=200)  # artifact-free AnnData
+    what_if = model.predict(controls, perturbation="A+B", source="cells")  # these cells under A+B
     z = model.get_latent(adata)                          # (N, L) basal latents of its cells
     metrics = model.evaluate()                           # the metrics.json dictionary
     model.save("model.cradle"); model = cradle_jax.CradleVAE.load("model.cradle")
@@ -12,6 +13,7 @@ is unique across sections (`n_latent=10`) or as "section.field" (`**{"eval.qc_ce
 """
 
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import anndata as ad
@@ -20,7 +22,7 @@ import numpy as np
 
 from cradle_jax.config import default_config
 from cradle_jax.data.dataset import PerturbData, load_perturb_data
-from cradle_jax.evaluate.cells import generated_anndata
+from cradle_jax.evaluate.cells import counterfactual_anndata, generated_anndata
 from cradle_jax.evaluate.config import eval_settings
 from cradle_jax.evaluate.export import export_model, load_export
 from cradle_jax.evaluate.generate import EVAL_LIBRARY
@@ -93,13 +95,40 @@ class CradleVAE:
         return self._data
 
     def predict(
-        self, perturbations: list[str], n_cells: int = 100, library: float = EVAL_LIBRARY
+        self,
+        adata: ad.AnnData | None = None,
+        perturbation: str | Sequence[str] | None = None,
+        *,
+        source: str = "prior",
+        n_cells: int | None = None,
+        library: float | None = None,
     ) -> ad.AnnData:
-        """Artifact-free cells for perturbations or unseen combinations of known singles."""
-        labels = [self.bundle.vocabulary.canonical(label) for label in perturbations]
-        return generated_anndata(
-            self.bundle, labels, n_cells, seed=self.bundle.config.seed, library=library
-        )
+        """Artifact-free cells under a perturbation or an unseen combination of known singles.
+
+        source="prior": "what do cells under X look like?" `n_cells` new cells per label (default
+        100, or as many as `adata` has), basal states drawn from the prior, library size
+        `library` (default 10⁴). source="cells": "what would these cells look like under X?"
+        every cell of `adata` (e.g. the controls) with its own basal state, encoded by the
+        guide, decoded under each label without the artifact; library size each cell's own
+        unless `library` is given. Raw counts in X, QC metrics and `perturbation` in obs.
+        """
+        if perturbation is None:
+            raise ValueError("predict needs perturbation='A' (or a list, e.g. ['A', 'A+B'])")
+        names = [perturbation] if isinstance(perturbation, str) else list(perturbation)
+        labels = [self.bundle.vocabulary.canonical(label) for label in names]
+        seed = self.bundle.config.seed
+        if source == "cells":
+            if adata is None:
+                raise ValueError("source='cells' needs the cells: predict(adata, ...)")
+            if n_cells is not None:
+                raise ValueError("source='cells' predicts every cell of adata; drop n_cells")
+            return counterfactual_anndata(self.bundle, adata, labels, seed=seed, library=library)
+        if source != "prior":
+            raise ValueError(f"source must be 'prior' or 'cells', got {source!r}")
+        if n_cells is None:
+            n_cells = 100 if adata is None else adata.n_obs
+        library = EVAL_LIBRARY if library is None else library
+        return generated_anndata(self.bundle, labels, n_cells, seed=seed, library=library)
 
     def get_latent(self, adata: ad.AnnData | None = None) -> np.ndarray:
         """(N, L) basal latent means of `adata`'s cells (default: the training AnnData's), in

@@ -18,10 +18,16 @@ def test_the_notebook_workflow_end_to_end(tmp_path):
     summary = model.train()
     assert summary["epochs"] == 2
     a, b = model.bundle.vocabulary.singles[:2]
-    cells = model.predict([a, f"{b}+{a}"], n_cells=10)
+    cells = model.predict(perturbation=[a, f"{b}+{a}"], n_cells=10)
     assert cells.obs["perturbation"].tolist() == [a] * 10 + [f"{a}+{b}"] * 10
     with pytest.raises(DataError, match="unknown perturbation 'nope'"):
-        model.predict(["nope"])
+        model.predict(perturbation=["nope"])
+    controls = sim.adata[sim.adata.obs["perturbation"] == "non-targeting"][:6].copy()
+    what_if = model.predict(controls, perturbation=f"{a}+{b}", source="cells")
+    assert what_if.obs["source_cell"].tolist() == list(controls.obs_names)
+    assert model.predict(controls, perturbation=a).n_obs == 6  # prior: as many cells
+    with pytest.raises(ValueError, match="needs the cells"):
+        model.predict(perturbation=a, source="cells")
     z = model.get_latent()
     assert z.shape == (sim.adata.n_obs, 4)
     assert np.isfinite(z).all()
@@ -38,7 +44,8 @@ def test_the_notebook_workflow_end_to_end(tmp_path):
     loaded = cradle_jax.CradleVAE.load(model.save(tmp_path / "model.cradle"))
     assert loaded.evaluate() == metrics
     np.testing.assert_array_equal(
-        loaded.predict([a], 5).X.toarray(), model.predict([a], 5).X.toarray()
+        loaded.predict(perturbation=a, n_cells=5).X.toarray(),
+        model.predict(perturbation=a, n_cells=5).X.toarray(),
     )
 
 

@@ -13,12 +13,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.sparse as sp
+from jax.sharding import Mesh
 
 from cradle_jax.data.dataset import PerturbData
 from cradle_jax.data.errors import DataError
 from cradle_jax.data.perturbations import PerturbationVocabulary
-from cradle_jax.evaluate.generate import EVAL_LIBRARY, sample_good_path
+from cradle_jax.evaluate.generate import EVAL_LIBRARY, chunk_key_groups, sample_good_path
 from cradle_jax.models.config import ModelConfig
+from cradle_jax.train.mesh import data_mesh, replicate, row_sharded, to_host
 
 SCALE = 1e4  # x̃ = log2(1 + SCALE · x / Σx)
 
@@ -30,9 +32,16 @@ def evaluation_scale(x: jax.Array) -> jax.Array:
 
 
 @partial(jax.jit, static_argnames=("cfg", "from_means"))
-def _chunk_sums(params, dosage, key, cfg, from_means: bool):
-    counts, means = sample_good_path(params, dosage, key, EVAL_LIBRARY, cfg)
-    return jnp.sum(evaluation_scale(means if from_means else counts), axis=0)  # (K, G)
+def _group_sums(params, dosage, keys, real, cfg, from_means: bool):
+    """(K, G) sums of x̃ over every particle of a group of chunks (one per row of raw key data,
+    split over the mesh) whose `real` flag is 1: per-device sums are added across devices."""
+
+    def chunk_sums(key_data):
+        key = jax.random.wrap_key_data(key_data)
+        counts, means = sample_good_path(params, dosage, key, EVAL_LIBRARY, cfg)
+        return jnp.sum(evaluation_scale(means if from_means else counts), axis=0)
+
+    return jnp.einsum("c,ckg->kg", real, jax.vmap(chunk_sums)(keys))
 
 
 def model_ate(
@@ -45,43 +54,42 @@ def model_ate(
     n_particles: int = 2500,
     chunk: int = 128,
     from_means: bool = False,
+    mesh: Mesh | None = None,
 ) -> np.ndarray:
     """(len(labels), G) model ATE of each label against control (§5.2).
 
     Control and every label are generated together in each chunk, sharing its global samples;
-    chunk c draws from fold_in(key, c). `n_particles` is rounded up to whole chunks.
+    chunk c draws from fold_in(key, c), one chunk per device of the mesh (default: every device)
+    at once; the same chunks count on any number of devices. `n_particles` is rounded up to
+    whole chunks.
     """
+    mesh = data_mesh() if mesh is None else mesh
     control = vocabulary.control_label
-    dosage = jnp.asarray(vocabulary.dosage([control, *labels]).toarray())
+    dosage = replicate(jnp.asarray(vocabulary.dosage([control, *labels]).toarray()), mesh)
+    params = replicate(params, mesh)
     chunk_cfg = dataclasses.replace(cfg, n_particles=min(chunk, n_particles))
     n_chunks = -(-n_particles // chunk_cfg.n_particles)
-    key = jax.random.wrap_key_data(key_data)
     total = None
-    for c in range(n_chunks):
-        sums = _chunk_sums(params, dosage, jax.random.fold_in(key, c), chunk_cfg, from_means)
+    for chunks, keys in chunk_key_groups(key_data, n_chunks, mesh):
+        real = np.arange(mesh.size) < len(chunks)
+        real = jax.device_put(real.astype(np.float32), row_sharded(mesh))
+        sums = _group_sums(params, dosage, keys, real, chunk_cfg, from_means)
         total = sums if total is None else total + sums
-    means = np.asarray(total, np.float64) / (n_chunks * chunk_cfg.n_particles)
+    means = to_host(total).astype(np.float64) / (n_chunks * chunk_cfg.n_particles)
     return (means[1:] - means[0]).astype(np.float32)
 
 
-def data_ate(data: PerturbData, labels: list[str], qc_pass: bool = True) -> np.ndarray:
-    """(len(labels), G) data ATE of each label against control over all splits (§5.3).
-
-    With `qc_pass`, only cells passing QC at the run's threshold count. A label (or control)
-    without such cells is a DataError naming it.
-    """
-    control = data.vocabulary.control_label
-    wanted = [control, *labels]
-    row_of = {label: i for i, label in enumerate(wanted)}
-    keep = data.qc.max(axis=1) == 0 if qc_pass else np.ones(data.n_cells, dtype=bool)
+def label_means(
+    data: PerturbData, labels: list[str], cells: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(len(labels), G) float64 mean evaluation-scale expression of each label's cells among the
+    selected `cells` (N,) bool, streamed block by block (NaN for a label without such cells),
+    and the number of cells behind each row."""
+    row_of = {label: i for i, label in enumerate(labels)}
     group = np.array([row_of.get(label, -1) for label in data.labels])
-    group[~keep] = -1
-    n_per_group = np.bincount(group[group >= 0], minlength=len(wanted))
-    empty = [wanted[i] for i in np.flatnonzero(n_per_group == 0)]
-    if empty:
-        which = "QC-pass cells" if qc_pass else "cells"
-        raise DataError(f"no {which} for {empty[0]!r}: its data ATE is undefined")
-    sums = np.zeros((len(wanted), len(data.gene_names)))
+    group[~cells] = -1
+    n_per_group = np.bincount(group[group >= 0], minlength=len(labels))
+    sums = np.zeros((len(labels), len(data.gene_names)))
     for start, block in data.counts.blocks():
         rows = slice(start, start + block.shape[0])
         members = group[rows] >= 0
@@ -91,8 +99,24 @@ def data_ate(data: PerturbData, labels: list[str], qc_pass: bool = True) -> np.n
         x.data = np.log2(1.0 + x.data)
         indicator = sp.csr_matrix(
             (np.ones(members.sum()), (group[rows][members], np.arange(members.sum()))),
-            shape=(len(wanted), members.sum()),
+            shape=(len(labels), members.sum()),
         )
         sums += np.asarray((indicator @ x).todense())
-    means = sums / n_per_group[:, None]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return sums / n_per_group[:, None], n_per_group
+
+
+def data_ate(data: PerturbData, labels: list[str], qc_pass: bool = True) -> np.ndarray:
+    """(len(labels), G) data ATE of each label against control over all splits (§5.3).
+
+    With `qc_pass`, only cells passing QC at the run's threshold count. A label (or control)
+    without such cells is a DataError naming it.
+    """
+    wanted = [data.vocabulary.control_label, *labels]
+    keep = data.qc.max(axis=1) == 0 if qc_pass else np.ones(data.n_cells, dtype=bool)
+    means, n_cells = label_means(data, wanted, keep)
+    empty = [wanted[i] for i in np.flatnonzero(n_cells == 0)]
+    if empty:
+        which = "QC-pass cells" if qc_pass else "cells"
+        raise DataError(f"no {which} for {empty[0]!r}: its data ATE is undefined")
     return (means[1:] - means[0]).astype(np.float32)

@@ -1,4 +1,5 @@
-"""Generated artifact-free cells as AnnData, with QC metrics, for `cradle-jax generate`."""
+"""Generated artifact-free cells as AnnData, with QC metrics: from the prior (`cradle-jax
+generate`) or as counterfactuals of real cells."""
 
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import scipy.sparse as sp
 
 from cradle_jax import atomic
 from cradle_jax.data.errors import DataError
+from cradle_jax.evaluate.counterfactual import counterfactual_counts
 from cradle_jax.evaluate.generate import EVAL_LIBRARY, generate_cells
 from cradle_jax.evaluate.qc_rate import generated_cell_names, generated_qc
 from cradle_jax.models.families import check_dosage
@@ -52,18 +54,54 @@ def generated_anndata(
     library: float = EVAL_LIBRARY,
     doublets: bool = True,
 ) -> ad.AnnData:
-    """`n_cells` artifact-free cells per label: raw counts in X (CSR), obs `perturbation` and the
-    QC metrics of each cell, deterministic in `seed`."""
+    """`n_cells` artifact-free cells per label, basal states from the prior: raw counts in X
+    (CSR), obs `perturbation` and the QC metrics of each cell, deterministic in `seed`."""
     counts, cell_labels = generated_counts(
         bundle, labels, n_cells, key_data=purpose_key(seed, "generate"), library=library
     )
+    names = generated_cell_names(cell_labels)
+    provenance = {"library_size": float(library), "source": "prior"}
+    return _annotated(bundle, counts, cell_labels, labels, names, seed, doublets, provenance)
+
+
+def counterfactual_anndata(
+    bundle: ModelBundle,
+    adata: ad.AnnData,
+    labels: list[str],
+    *,
+    seed: int,
+    library: float | None = None,
+    doublets: bool = True,
+) -> ad.AnnData:
+    """Every cell of `adata` decoded under every label, artifact-free, basal states from the
+    guide (see `counterfactual`): label by label, cells in `adata`'s order, obs `perturbation`,
+    `source_cell` (the real cell's name) and QC metrics. `library` None keeps each cell's own
+    library size."""
+    counts = counterfactual_counts(
+        bundle, adata, labels, purpose_key(seed, "counterfactual"), library=library
+    )
+    counts = sp.csr_matrix(counts.reshape(-1, counts.shape[-1]))
+    cell_labels = np.repeat(np.asarray(labels, dtype=object), adata.n_obs)
+    sources = np.tile(np.asarray(adata.obs_names, dtype=str), len(labels))
+    names = [f"{label}|{cell}" for label, cell in zip(cell_labels, sources, strict=True)]
+    provenance = {
+        "library_size": "own" if library is None else float(library),
+        "source": "cells",
+    }
+    result = _annotated(bundle, counts, cell_labels, labels, names, seed, doublets, provenance)
+    result.obs.insert(1, "source_cell", sources)
+    return result
+
+
+def _annotated(bundle, counts, cell_labels, labels, names, seed, doublets, provenance):
+    """Cells as AnnData with their QC metrics and provenance in uns['cradle_jax']."""
     metrics = generated_qc(counts, cell_labels, bundle.gene_names, seed=seed, doublets=doublets)
     obs = metrics.table.copy()
     obs.insert(0, "perturbation", pd.Categorical(cell_labels.astype(str), categories=labels))
-    obs.index = pd.Index(generated_cell_names(cell_labels))
+    obs.index = pd.Index(names)
     adata = ad.AnnData(X=counts, obs=obs, var=pd.DataFrame(index=bundle.gene_names.astype(str)))
     adata.uns["cradle_jax"] = {
-        "library_size": float(library),
+        **provenance,
         "seed": seed,
         "path": "good (artifact-free)",
         "versions": bundle.versions,

@@ -4,7 +4,8 @@ A `.cradle` file is an uncompressed NumPy .npz holding the parameters (one array
 keyed by its path), the normalisation statistics, the data side of the evaluation (labels, data
 ATE, planted truth when simulated, test IWELBO) and a JSON record (format version, config,
 architecture, vocabulary, genes, QC thresholds, library versions). No pickled objects: any NumPy
-reads it. Written atomically.
+reads it. Written atomically. The non-learned baselines' ATE tables ride along (absent in
+exports older than them, which still load).
 """
 
 import json
@@ -24,6 +25,7 @@ from cradle_jax.train.errors import RunError
 
 FORMAT_VERSION = 1
 _SEP = "/"
+BASELINE_PREFIX = "reference/baseline/"
 
 
 def _flatten(params: dict, prefix: str = "") -> dict[str, np.ndarray]:
@@ -78,6 +80,8 @@ def export_model(bundle: ModelBundle, reference: DataReference, out: str | os.Pa
         arrays["reference/true_ate"] = reference.true_ate
         for k, top in reference.true_top.items():
             arrays[f"reference/true_top{k}"] = top
+    for name, table in reference.baseline_ate.items():
+        arrays[f"{BASELINE_PREFIX}{name}"] = table
     arrays["meta"] = np.array(json.dumps(meta))
     with atomic.replacing(out) as tmp, open(tmp, "wb") as handle:
         np.savez(handle, **arrays)  # a handle: savez would append .npz to a path
@@ -130,5 +134,10 @@ def _from_export(
         test_iwelbo=ref["test_iwelbo"],
         true_ate=true_ate,
         true_top={k: arrays[f"reference/true_top{k}"] for k in ref["true_top_ks"]} or None,
+        baseline_ate={
+            name[len(BASELINE_PREFIX) :]: table
+            for name, table in arrays.items()
+            if name.startswith(BASELINE_PREFIX)
+        },
     )
     return bundle, reference

@@ -8,23 +8,28 @@ way from their own model program (they have no artifact path to switch off).
 """
 
 import dataclasses
+from collections.abc import Iterator
 from functools import partial
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental.multihost_utils import process_allgather
+from jax.sharding import Mesh
 from numpyro import handlers
 
 from cradle_jax.models.config import ModelConfig
 from cradle_jax.models.families import family_of
 from cradle_jax.models.sites import SiteWeights
+from cradle_jax.train.mesh import data_mesh, replicate, row_sharded
 from cradle_jax.train.objective import sample_global_posterior
 
 EVAL_LIBRARY = 1e4  # ℓ of generated cells (§5.1, E3)
 
 
-def _good_path_batch(dosage: jax.Array, n_qc: int, library: float) -> dict:
-    """A batch of K cells, one per dosage row, on the good path with library size ℓ."""
+def good_path_batch(dosage: jax.Array, n_qc: int, library) -> dict:
+    """A batch of K cells, one per dosage row, on the good path with library size ℓ (a number,
+    or one per cell)."""
     K = dosage.shape[0]
     return {
         "D": dosage,
@@ -41,11 +46,37 @@ def sample_good_path(params: dict, dosage: jax.Array, key: jax.Array, library, c
     global_samples = sample_global_posterior(params, global_key, cfg)
     K = dosage.shape[0]
     unit = SiteWeights.unweighted(cfg, jnp.ones(K))
-    batch = _good_path_batch(dosage, cfg.n_qc, library)
+    batch = good_path_batch(dosage, cfg.n_qc, library)
     substituted = handlers.substitute(family_of(cfg).model, data={**params, **global_samples})
     program = handlers.seed(substituted, model_key)
     site = handlers.trace(program).get_trace(batch, {}, unit, cfg)["x"]
     return site["value"], site["fn"].mean
+
+
+def chunk_key_groups(
+    key_data: np.ndarray, n_chunks: int, mesh: Mesh
+) -> Iterator[tuple[range, jax.Array]]:
+    """The keys of chunks 0 … n_chunks − 1, mesh.size chunks at a time: (chunk indices, raw key
+    data (mesh.size, …) split over the mesh). Chunk c always draws from fold_in(key, c), so what
+    a chunk holds does not depend on the number of devices; a last, partial group is padded with
+    chunks that are computed and dropped."""
+    key = jax.random.wrap_key_data(key_data)
+    for first in range(0, n_chunks, mesh.size):
+        group = range(first, first + mesh.size)
+        keys = np.stack([jax.random.key_data(jax.random.fold_in(key, c)) for c in group])
+        real = range(first, min(first + mesh.size, n_chunks))
+        yield real, jax.device_put(keys, row_sharded(mesh))
+
+
+@partial(jax.jit, static_argnames=("cfg",))
+def _sample_chunks(params, dosage, keys, library, cfg):
+    """(chunks, P, K, G) counts, one chunk per row of raw key data, each as `sample_good_path`."""
+
+    def sample(key_data):
+        key = jax.random.wrap_key_data(key_data)
+        return sample_good_path(params, dosage, key, library, cfg)[0]
+
+    return jax.vmap(sample)(keys)
 
 
 def generate_cells(
@@ -57,19 +88,24 @@ def generate_cells(
     *,
     library: float = EVAL_LIBRARY,
     chunk: int = 128,
+    mesh: Mesh | None = None,
 ) -> np.ndarray:
     """`n_cells` artifact-free count vectors for each dosage row: (K, n_cells, G) float32.
 
-    Particles are drawn `chunk` at a time (one compiled shape); chunk c uses fold_in(key, c), so
-    the result depends only on the key, n_cells and chunk.
+    Particles are drawn `chunk` at a time (one compiled shape), one chunk per device of the mesh
+    (default: every device) at once; chunk c uses fold_in(key, c), so the result depends only on
+    the key, n_cells and chunk, and cells come back in chunk order on any number of devices.
     """
-    dosage = jnp.asarray(dosage, jnp.float32)
+    mesh = data_mesh() if mesh is None else mesh
+    params = replicate(params, mesh)
+    dosage = replicate(jnp.asarray(dosage, jnp.float32), mesh)
     chunk_cfg = dataclasses.replace(cfg, n_particles=min(chunk, n_cells))
-    key = jax.random.wrap_key_data(key_data)
-    pieces, drawn = [], 0
-    for c in range(-(-n_cells // chunk_cfg.n_particles)):
-        counts, _ = sample_good_path(params, dosage, jax.random.fold_in(key, c), library, chunk_cfg)
-        take = min(chunk_cfg.n_particles, n_cells - drawn)
-        pieces.append(np.asarray(counts[:take]))
-        drawn += take
-    return np.concatenate(pieces, axis=0).transpose(1, 0, 2)
+    n_chunks = -(-n_cells // chunk_cfg.n_particles)
+    pieces = []
+    for chunks, keys in chunk_key_groups(key_data, n_chunks, mesh):
+        counts = process_allgather(
+            _sample_chunks(params, dosage, keys, library, chunk_cfg), tiled=True
+        )
+        pieces.extend(counts[: len(chunks)])
+    cells = np.concatenate(pieces, axis=0)[:n_cells]
+    return cells.transpose(1, 0, 2)

@@ -4,7 +4,7 @@ For the baselines it is their per-cell latent: SAMS-VAE's basal state, the cVAE'
 """
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from functools import partial
 
 import anndata as ad
@@ -66,14 +66,15 @@ def basal_latents(
     return _encode(bundle, batches, key_data)
 
 
-def encode_cells(
-    bundle: ModelBundle, adata: ad.AnnData, key_data: np.ndarray, batch_size: int = 512
-) -> np.ndarray:
-    """(N, L) posterior means of z_b for any cells, read as the model's training data was.
+def real_cell_batches(
+    bundle: ModelBundle, adata: ad.AnnData, batch_size: int = 512
+) -> Iterator[tuple[int, dict]]:
+    """(real rows, padded batch) of any cells, read as the model's training data was.
 
     Genes are matched to the model's by name (extra genes are ignored for the encoder but kept
     for the QC metrics), perturbations are parsed with the model's vocabulary (an unknown one
-    is a DataError naming it), and QC flags use the model's thresholds at its t.
+    is a DataError naming it), and QC flags use the model's thresholds at its t. Every check
+    runs before the first batch is returned.
     """
     config = bundle.config.data
     counts = count_source(adata, config.layer)
@@ -111,4 +112,12 @@ def encode_cells(
                 },
             )
 
-    return _encode(bundle, batches(), key_data)
+    return batches()
+
+
+def encode_cells(
+    bundle: ModelBundle, adata: ad.AnnData, key_data: np.ndarray, batch_size: int = 512
+) -> np.ndarray:
+    """(N, L) posterior means of z_b for any cells (see `real_cell_batches` for how they are
+    read)."""
+    return _encode(bundle, real_cell_batches(bundle, adata, batch_size), key_data)

@@ -14,7 +14,9 @@ DE gene sets use, so model sets, data sets and planted sets are comparable; the 
 `argpartition`, whose tie order is arbitrary.
 
 A metric that is undefined is NaN rather than an error: every metric with zero perturbations
-(or zero genes); Pearson when Y or Ŷ is constant; R² when Y is constant (sklearn would return 1.0
+(or zero genes); Pearson when Y or Ŷ is constant; Jaccard when a row of Ŷ is constant (its
+top-k set would be the first k genes by tie order, e.g. for the control-mean baseline's Ŷ = 0);
+R² when Y is constant (sklearn would return 1.0
 or 0.0 there, which reads like a score). Evaluation of a split that simply has no perturbation
 gives None instead (JSON null), see `split_ate_metrics`.
 """
@@ -122,8 +124,10 @@ def ate_metrics(
         f"ATE_pearsonr_top{top_k}": _pearsonr(Y_top, Y_hat_top),
         f"ATE_r2_top{top_k}": _r2(Y_top, Y_hat_top),
     }
+    ranked = Y_hat.size > 0 and bool(np.all(np.ptp(Y_hat, axis=1) > 0))
     for k in jaccard_ks:
-        metrics[f"jaccard_sim_top{k}"] = _mean_jaccard(top_k_genes(Y, k), top_k_genes(Y_hat, k))
+        jaccard = _mean_jaccard(top_k_genes(Y, k), top_k_genes(Y_hat, k)) if ranked else np.nan
+        metrics[f"jaccard_sim_top{k}"] = jaccard
     return metrics
 
 

@@ -9,7 +9,7 @@ model twice gives the same numbers.
 """
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import ml_collections
@@ -25,7 +25,8 @@ from cradle_jax.evaluate.generate import EVAL_LIBRARY, generate_cells
 from cradle_jax.evaluate.latent import basal_latents
 from cradle_jax.evaluate.metrics import split_ate_metrics, truth_metrics
 from cradle_jax.evaluate.qc_rate import score_generated_cells
-from cradle_jax.train.bundle import ModelBundle
+from cradle_jax.evaluate.simple_baselines import baseline_ates
+from cradle_jax.train.bundle import ModelBundle, library_versions
 from cradle_jax.train.iwelbo import split_iwelbo
 from cradle_jax.train.keys import purpose_key
 from cradle_jax.train.mesh import data_mesh, replicate
@@ -81,7 +82,9 @@ class DataReference:
 
     labels (K,) the treatment labels (control excluded); data_ate (K, G) on QC-pass cells;
     true_ate and true_top (planted DE sets, k → (K, k)) for simulated data; test_iwelbo of the
-    model on the test cells (a model metric, but it needs the cells, so it travels here).
+    model on the test cells (a model metric, but it needs the cells, so it travels here);
+    baseline_ate: name → (K, G) ATE predicted by each non-learned baseline (see
+    `simple_baselines`), empty for exports written before they existed.
     """
 
     labels: list[str]
@@ -93,6 +96,7 @@ class DataReference:
     test_iwelbo: float | None = None
     true_ate: np.ndarray | None = None
     true_top: dict[int, np.ndarray] | None = None
+    baseline_ate: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def data_reference(
@@ -129,6 +133,7 @@ def data_reference(
         test_iwelbo=test_iwelbo,
         true_ate=true_ate,
         true_top=true_top,
+        baseline_ate=baseline_ates(data, labels),
     )
 
 
@@ -176,7 +181,14 @@ def evaluate(
         **{name: metrics["ate"][f"{name}-{split}"] for name in HEADLINE},
         "qc_pass_rate_t3": metrics["qc"]["library_1e4"]["qc_pass_rate_t3"],
     }
+    metrics["versions"] = {"trained_with": bundle.versions, "evaluated_with": library_versions()}
+    metrics["baselines"] = {}
+    for name, table in reference.baseline_ate.items():
+        ate = split_ate_metrics(observed, table, np.asarray(labels), reference.labels_by_split)
+        headline = {metric: ate[f"{metric}-{split}"] for metric in HEADLINE}
+        metrics["baselines"][name] = {"headline": headline, "ate": ate}
     tables = {"labels": np.asarray(labels), "model_ate": model, "data_ate": observed}
+    tables.update({f"baseline_{name}_ate": t for name, t in reference.baseline_ate.items()})
     return _json_safe(metrics), tables, generated
 
 
@@ -256,6 +268,10 @@ def report(metrics: dict) -> str:
     lines.append(f"QC pass rate of real cells (t=3): {_number(qc['real_pass_rate_t3'])}")
     if "test_iwelbo" in metrics:
         lines.append(f"test IWELBO: {metrics['test_iwelbo']:.4f}")
+    for name, baseline in metrics.get("baselines", {}).items():
+        head = baseline["headline"]
+        scores = ", ".join(f"{metric} {_number(head[metric])}" for metric in HEADLINE)
+        lines.append(f"baseline {name} ({metrics['headline']['split']} split): {scores}")
     for key, value in metrics.get("truth", {}).items():
         lines.append(f"planted truth {key}: {_number(value)}")
     return "\n".join(lines)

@@ -98,15 +98,28 @@ def _setting_fields(configs: dict[str, dict], sweep_keys: list[str]) -> list[str
 
 
 def _run_table(configs: dict, metrics: dict, settings: list[str]) -> pd.DataFrame:
+    """A row per finished run, and a row per non-learned baseline it reports (model
+    `baseline:NAME`, its ATE metrics only); a baseline's rows that several models report for
+    the same data and seed are one row."""
     rows = []
     for name in [name for name in configs if name in metrics]:
         config, run_metrics = configs[name], metrics[name]
         row = {"run": name, MODEL_FIELD: config.get(MODEL_FIELD)}
         row |= {key: config.get(key) for key in settings}
         row["split"] = run_metrics.get("headline", {}).get("split")
-        row |= {column: _lookup(run_metrics, path) for column, path, _ in METRICS}
-        rows.append(row)
-    return pd.DataFrame(rows)
+        rows.append(row | {column: _lookup(run_metrics, path) for column, path, _ in METRICS})
+        for baseline, scores in run_metrics.get("baselines", {}).items():
+            values = {column: _lookup(scores, path) for column, path, _ in METRICS}
+            rows.append(
+                row | values | {"run": f"{name} ({baseline})", MODEL_FIELD: f"baseline:{baseline}"}
+            )
+    runs = pd.DataFrame(rows)
+    if runs.empty:
+        return runs
+    keys = [key for key in runs.columns if key != "run"]
+    runs = runs[~runs[keys].astype(str).duplicated()]
+    baseline = runs[MODEL_FIELD].astype(str).str.startswith("baseline:")
+    return pd.concat([runs[~baseline], runs[baseline]], ignore_index=True)
 
 
 def _summary(runs: pd.DataFrame, settings: list[str]) -> pd.DataFrame:

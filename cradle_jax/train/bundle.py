@@ -28,7 +28,10 @@ from cradle_jax.train.objective import init_params, placeholder_inputs
 
 META_NAME = "model.json"
 NORMALIZATION_NAME = "normalization.npz"
-LIBRARIES = ("cradle-jax", "jax", "jaxlib", "flax", "numpyro", "optax", "orbax-checkpoint")
+LIBRARIES = (
+    "cradle-jax", "jax", "jaxlib", "flax", "numpyro", "optax", "orbax-checkpoint", "numpy",
+    "scipy", "anndata", "scanpy",
+)  # fmt: skip
 
 
 def library_versions() -> dict[str, str]:

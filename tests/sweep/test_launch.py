@@ -6,6 +6,7 @@ import shlex
 import shutil
 import statistics
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -59,8 +60,15 @@ def test_aggregate_is_the_mean_and_sd_of_the_runs_metrics(finished_sweep):
     results = aggregate(directory)
     metrics = [json.loads((directory / f"seed={s}" / "metrics.json").read_text()) for s in (0, 1)]
     csv = pd.read_csv(directory / CSV_NAME)
-    assert list(csv["seed"]) == [0, 1]
-    assert list(csv["model.name"]) == ["cradle", "cradle"]
+    baselines = ["baseline:additive", "baseline:control_mean"]
+    assert list(csv["model.name"]) == ["cradle", "cradle", *baselines, *baselines]
+    assert list(csv["seed"]) == [0, 1, 0, 0, 1, 1]
+    for s, row in zip((0, 0, 1, 1), csv.iloc[2:].itertuples(), strict=True):
+        name = row._2.removeprefix("baseline:")
+        expected = metrics[s]["baselines"][name]["headline"]["ATE_r2"]
+        assert row.ATE_r2 == pytest.approx(expected)
+        assert np.isnan(row.qc_pass_rate_t3)  # a baseline generates no cells
+    csv = csv.iloc[:2]
     markdown = (directory / MARKDOWN_NAME).read_text()
     assert markdown == results.markdown
     row = next(line for line in markdown.splitlines() if line.startswith("| cradle |"))
@@ -75,11 +83,13 @@ def test_aggregate_is_the_mean_and_sd_of_the_runs_metrics(finished_sweep):
         ("mt_fail_t3", ("qc", "library_1e4", "fail_share", "t3", "qc_pct_counts_mt")),
         ("truth_ATE_pearsonr", ("truth", "truth_ATE_pearsonr")),
     ]
+    assert results.table["model.name"].tolist() == ["cradle", *baselines]
+    model_row = results.table.iloc[0]
     for cell, (column, path) in zip(cells[2:], columns, strict=True):
         values = [functools.reduce(dict.__getitem__, path, m) for m in metrics]
         assert list(csv[column]) == pytest.approx(values)
-        assert results.table[f"{column}_mean"].item() == pytest.approx(statistics.mean(values))
-        assert results.table[f"{column}_sd"].item() == pytest.approx(statistics.stdev(values))
+        assert model_row[f"{column}_mean"] == pytest.approx(statistics.mean(values))
+        assert model_row[f"{column}_sd"] == pytest.approx(statistics.stdev(values))
         assert cell == f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
     assert "Not finished" not in markdown
 
@@ -115,7 +125,7 @@ def test_aggregate_lists_the_runs_not_finished(finished_sweep, tmp_path):
         write_sweep_json(sweep, directory)
     assert results.unfinished["seed=3"] == "not started"
     assert "- seed=3: not started" in results.markdown
-    assert len(results.runs) == 2
+    assert results.runs["model.name"].tolist().count("cradle") == 2
 
 
 def test_emit_prints_one_command_per_unfinished_run(sim_path, tmp_path):
