@@ -65,7 +65,7 @@ def prediction_pair(
         raise DataError(f"--controls must be one of {', '.join(CONTROL_SOURCES)}, got {controls!r}")
     control = bundle.vocabulary.control_label
     labels = [control, *dict.fromkeys(p for p in perturbations if p != control)]
-    real_part = _real_cells(bundle, real, labels, perturbation_column)
+    real_part = real_cells(bundle, real, labels, perturbation_column)
 
     generated_labels = labels if controls == "generated" else labels[1:]
     counts, cell_labels = generated_counts(
@@ -81,6 +81,7 @@ def prediction_pair(
             prediction.obs[perturbation_column].astype(str), categories=labels
         )
     provenance = {
+        "source": "model",
         "target_sum": TARGET_SUM,
         "transform": "log1p",
         "counts_layer": "counts",
@@ -97,7 +98,7 @@ def prediction_pair(
     return PredictionPair(prediction, real_part)
 
 
-def _real_cells(
+def real_cells(
     bundle: ModelBundle, real: ad.AnnData, labels: list[str], perturbation_column: str
 ) -> ad.AnnData:
     """The real file's cells of `labels` over the model's genes, in the model's gene order."""

@@ -1,7 +1,8 @@
 """Slow: `cell-eval run` (Arc Institute's evaluator, in its own venv made by `make cell-eval`)
-accepts the files `cradle-jax predict` writes, as they are, and scores every metric of its full
-profile. cell-eval logs a metric that crashes and leaves it out with exit status 0, so the test
-checks the columns, not only the status."""
+accepts the files `cradle-jax predict` writes, as they are, for the model and for both
+non-learned baselines (`--baseline`), and scores every metric of its full profile. cell-eval
+logs a metric that crashes and leaves it out with exit status 0, so the test checks the columns,
+not only the status."""
 
 import csv
 import os
@@ -12,6 +13,7 @@ import anndata as ad
 import numpy as np
 import pytest
 
+from cradle_jax.evaluate.baseline_prediction_files import baseline_prediction_pair
 from cradle_jax.evaluate.prediction_files import prediction_pair
 from cradle_jax.train.bundle import load_workdir
 
@@ -31,12 +33,16 @@ def cell_eval_binary() -> Path:
     return path
 
 
-def test_cell_eval_runs_on_predict_output(trained, tmp_path):
+@pytest.mark.parametrize("source", ["model", "control_mean", "additive"])
+def test_cell_eval_runs_on_predict_output(trained, tmp_path, source):
     bundle = load_workdir(trained)
     real = ad.read_h5ad(bundle.config.data.path)
     pairs = sorted(label for label in real.obs["perturbation"].unique() if "+" in label)
     labels = [*bundle.vocabulary.singles[:3], pairs[0]]
-    files = prediction_pair(bundle, real, labels, n_cells=60, seed=0)
+    if source == "model":
+        files = prediction_pair(bundle, real, labels, n_cells=60, seed=0)
+    else:
+        files = baseline_prediction_pair(bundle, real, labels, baseline=source, n_cells=60, seed=0)
     pred, ready = tmp_path / "pred.h5ad", tmp_path / "real.h5ad"
     files.prediction.write_h5ad(pred)
     files.real.write_h5ad(ready)
