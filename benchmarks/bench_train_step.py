@@ -2,10 +2,13 @@
 
 One jit-compiled step (`cradle_jax.train.step.make_train_step`, the code `cradle-jax train` runs)
 on a fixed synthetic batch on one device. The reference measured in the same run is the device's
-fp32 matmul throughput (a 2048³ `jnp.dot`), the roofline the step is compared with. FLOPs come
-from XLA's cost analysis of the compiled step.
+fp32 matmul throughput (a 2048³ `jnp.dot`), the roofline the step is compared with; it is timed
+between the steps (one product after each step), so both see the same machine state, and the
+ratio is of the two medians. FLOPs come from XLA's cost analysis of the compiled step and from
+the analytic count of `cradle_jax.train.flops` (matrix products only).
 
-    python benchmarks/bench_train_step.py --config adamson --steps 20
+    python benchmarks/bench_train_step.py --config adamson --steps 30
+    python benchmarks/bench_train_step.py --config norman --compute_dtype bfloat16
 """
 
 import argparse
@@ -16,7 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cradle_jax.models.config import ModelConfig
+from cradle_jax.models.config import COMPUTE_DTYPES, ModelConfig
+from cradle_jax.train.flops import cradle_step_flops
 from cradle_jax.train.objective import LossConfig, init_params
 from cradle_jax.train.state import TrainState
 from cradle_jax.train.step import make_optimizer, make_train_step
@@ -26,6 +30,7 @@ CONFIGS = {
     "adamson": dict(G=2000, T=80, L=100, basal=200, decoder=400, embedding=400, batch=512),
     "norman": dict(G=5000, T=105, L=200, basal=400, decoder=400, embedding=400, batch=512),
 }
+MATMUL_SIZE = 2048
 
 
 def synthetic_batch(G: int, T: int, B: int, seed: int = 0) -> tuple[dict, dict]:
@@ -51,34 +56,49 @@ def synthetic_batch(G: int, T: int, B: int, seed: int = 0) -> tuple[dict, dict]:
     return batch, stats
 
 
-def matmul_gflops(n: int = 2048, repeats: int = 10) -> float:
+def matmul_reference(n: int = MATMUL_SIZE):
+    """A compiled n×n fp32 product and its FLOP count; call `run()` to time one product."""
     a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
     dot = jax.jit(jnp.dot)
     dot(a, a).block_until_ready()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        dot(a, a).block_until_ready()
-        times.append(time.perf_counter() - start)
-    return 2 * n**3 / np.median(times) / 1e9
+    return (lambda: dot(a, a).block_until_ready()), 2 * n**3
+
+
+def matmul_gflops(n: int = MATMUL_SIZE, repeats: int = 10) -> float:
+    """Median fp32 matmul throughput over `repeats` products (the roofline of other scripts)."""
+    run, flops = matmul_reference(n)
+    return flops / np.median([timed(run) for _ in range(repeats)]) / 1e9
+
+
+def timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def model_config(name: str, particles: int, compute_dtype: str) -> ModelConfig:
+    c = CONFIGS[name]
+    return ModelConfig(
+        n_genes=c["G"],
+        n_perturbations=c["T"],
+        n_latent=c["L"],
+        n_particles=particles,
+        basal_encoder_n_hidden=c["basal"],
+        decoder_n_hidden=c["decoder"],
+        embedding_encoder_n_hidden=c["embedding"],
+        compute_dtype=compute_dtype,
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", choices=sorted(CONFIGS), default="adamson")
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--particles", type=int, default=5)
+    parser.add_argument("--compute_dtype", choices=COMPUTE_DTYPES, default="float32")
     args = parser.parse_args()
     c = CONFIGS[args.config]
-    cfg = ModelConfig(
-        n_genes=c["G"],
-        n_perturbations=c["T"],
-        n_latent=c["L"],
-        n_particles=args.particles,
-        basal_encoder_n_hidden=c["basal"],
-        decoder_n_hidden=c["decoder"],
-        embedding_encoder_n_hidden=c["embedding"],
-    )
+    cfg = model_config(args.config, args.particles, args.compute_dtype)
     batch, stats = synthetic_batch(c["G"], c["T"], c["batch"])
     batch, stats = jax.device_put(batch), jax.device_put(stats)
     optimizer = make_optimizer(3e-4)
@@ -90,28 +110,38 @@ def main() -> None:
     start = time.perf_counter()
     compiled = step.lower(state, batch, stats, run_key).compile()
     compile_s = time.perf_counter() - start
-    flops = compiled.cost_analysis()["flops"]
-    state, loss, _ = compiled(state, batch, stats, run_key)
-    loss.block_until_ready()
-    times = []
+    xla_flops = compiled.cost_analysis()["flops"]
+    analytic_flops = cradle_step_flops(cfg, c["batch"])
+    reference, reference_flops = matmul_reference()
+    for _ in range(2):  # warm-up
+        state, loss, _ = compiled(state, batch, stats, run_key)
+        loss.block_until_ready()
+    step_times, matmul_times = [], []
     for _ in range(args.steps):
         start = time.perf_counter()
         state, loss, _ = compiled(state, batch, stats, run_key)
         loss.block_until_ready()
-        times.append(time.perf_counter() - start)
-    step_s = float(np.median(times))
-    roofline = matmul_gflops()
-    achieved = flops / step_s / 1e9
+        step_times.append(time.perf_counter() - start)
+        matmul_times.append(timed(reference))
+    step_s = float(np.median(step_times))
+    roofline = reference_flops / float(np.median(matmul_times)) / 1e9
+
+    def achieved(flops: float) -> str:
+        rate = flops / step_s / 1e9
+        return (
+            f"{flops / 1e9:.1f} GFLOP/step, {rate:.1f} GFLOP/s, {rate / roofline:.3f} of roofline"
+        )
+
     print(
         f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), jax {jax.__version__}"
     )
     sizes = f"G={c['G']} T={c['T']} L={c['L']} batch={c['batch']} P={cfg.n_particles}"
-    print(f"config {args.config}: {sizes}")
+    print(f"config {args.config}: {sizes}, compute_dtype {cfg.compute_dtype}")
     print(f"compile {compile_s:.1f} s; step median {step_s * 1e3:.1f} ms over {args.steps} steps")
     print(f"train step: {c['batch'] / step_s:,.0f} cells/s; loss {float(loss):.2f}")
-    print(f"XLA cost analysis: {flops / 1e9:.1f} GFLOP/step, {achieved:.1f} GFLOP/s achieved")
-    ratio = achieved / roofline
-    print(f"reference in this run: fp32 matmul {roofline:.1f} GFLOP/s; ratio {ratio:.3f}")
+    print(f"reference in this run: fp32 matmul {MATMUL_SIZE}³ {roofline:.1f} GFLOP/s (median)")
+    print(f"XLA cost analysis: {achieved(xla_flops)}")
+    print(f"analytic (matrix products): {achieved(analytic_flops)}")
     print(f"peak host memory {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6:.2f} GB")
 
 

@@ -6,6 +6,7 @@ family reads the fields it has:
 | field | cradle | sams_vae | cvae | svae_plus |
 |---|---|---|---|---|
 | n_latent, n_particles, likelihood, init, decoder_*, basal_encoder_* | ✓ | ✓ | ✓ | ✓ |
+| compute_dtype (of the networks' matrix products) | ✓ | ✓ | ✓ | ✓ |
 | sum_mode, mask_prior_prob, embedding_prior_scale, embedding_encoder_* | ✓ | ✓ | | |
 | mask_init_logits, gs_temperature | ✓ | ✓ | | ✓ |
 | n_qc (the artifact path) | ✓ | | | |
@@ -22,6 +23,9 @@ import ml_collections
 MODEL_NAMES = ("cradle", "sams_vae", "cvae", "svae_plus")
 INITS = ("torch", "flax")
 LIKELIHOODS = ("normal", "normal_fixed_variance", "poisson", "library_nb")
+# bfloat16: the networks' matrix products in bf16 with float32 accumulation, for GPUs and TPUs;
+# parameters, activations between layers and every loss term stay float32.
+COMPUTE_DTYPES = ("float32", "bfloat16")
 DATA_SIZED_FIELDS = ("n_genes", "n_perturbations", "n_qc")  # read off the dataset, not configured
 
 
@@ -38,6 +42,7 @@ class ModelConfig:
     sum_mode: bool = False
     likelihood: str = "library_nb"
     init: str = "torch"
+    compute_dtype: str = "float32"
     mask_prior_prob: float = 0.01
     embedding_prior_scale: float = 1.0
     mask_init_logits: float = 0.0
@@ -71,7 +76,12 @@ class ModelConfig:
             raise ValueError(f"model.mask_prior_prob must be in (0, 1), got {self.mask_prior_prob}")
 
 
-CHOICES = {"name": MODEL_NAMES, "likelihood": LIKELIHOODS, "init": INITS}
+CHOICES = {
+    "name": MODEL_NAMES,
+    "likelihood": LIKELIHOODS,
+    "init": INITS,
+    "compute_dtype": COMPUTE_DTYPES,
+}
 SMALLEST = {  # the least value of each integer field that builds a network
     "n_latent": 1,
     "n_particles": 1,

@@ -21,6 +21,7 @@ from cradle_jax.models.config import ModelConfig
 from cradle_jax.models.sites import (
     SiteWeights,
     cell_encoder,
+    counts_site,
     decoder,
     encoder_input,
     normal_mlp,
@@ -82,18 +83,22 @@ def guide(
     """
     M, E, A = global_guide(cfg, weights)
     encoder = cell_encoder(cfg, cfg.n_genes + 2 * cfg.n_latent)
-    x = encoder_input(batch, stats, cfg.n_particles)
+    x = encoder_input(batch, stats)
     z_p = perturbation_offset(batch["D"], M, E)
+    artifact = artifact_offset(batch["qc"], A)
     if counterfactual:
+        # One encoder call on both flips: the counts part of the first layer is shared.
         flipped = artifact_offset(1.0 - batch["qc"], A)
-        q_cf = encoder(jnp.concatenate([x, z_p, flipped], axis=-1))
-        numpyro.deterministic("z_cf_loc", q_cf.loc)
-        numpyro.deterministic("z_cf_scale", q_cf.scale)
+        q_both = encoder((x, z_p, jnp.stack([artifact, flipped])))
+        q_zb = dist.Normal(q_both.loc[0], q_both.scale[0])
+        numpyro.deterministic("z_cf_loc", q_both.loc[1])
+        numpyro.deterministic("z_cf_scale", q_both.scale[1])
+    else:
+        q_zb = encoder((x, z_p, artifact))
     with (
         numpyro.plate("particles", cfg.n_particles, dim=-2),
-        numpyro.plate("cells", x.shape[1], dim=-1),
+        numpyro.plate("cells", x.shape[0], dim=-1),
     ):
-        q_zb = encoder(jnp.concatenate([x, z_p, artifact_offset(batch["qc"], A)], axis=-1))
         numpyro.deterministic("z_loc", q_zb.loc)
         numpyro.deterministic("z_scale", q_zb.scale)
         weighted_site("z_basal", q_zb.to_event(1), weights.cell)
@@ -115,9 +120,8 @@ def model(batch: dict, stats: dict, weights: SiteWeights, cfg: ModelConfig) -> N
             )
             z_p = perturbation_offset(batch["D"], M, E)
             u = decoder_input(z_b, z_p, artifact_offset(batch["qc"], A), cfg.sum_mode)
-            weighted_site(
-                "x",
+            counts_site(
                 p_x_given(u, batch["library_size"]).to_event(1),
                 weights.reconstruction,
-                obs=batch.get("X"),
+                batch.get("X"),
             )

@@ -9,7 +9,15 @@ import numpyro
 import numpyro.distributions as dist
 
 from cradle_jax.models.config import ModelConfig
-from cradle_jax.models.sites import SiteWeights, cell_encoder, decoder, encoder_input, weighted_site
+from cradle_jax.models.sites import (
+    SiteWeights,
+    cell_encoder,
+    counts_site,
+    decoder,
+    encoder_input,
+    per_particle,
+    weighted_site,
+)
 
 GLOBAL_SITES = ()
 
@@ -26,12 +34,12 @@ def _with_dosage(h: jnp.ndarray, D: jnp.ndarray) -> jnp.ndarray:
 def guide(batch: dict, stats: dict, weights: SiteWeights, cfg: ModelConfig) -> None:
     """q(z | [norm(x); d]); its parameters as `z_loc`, `z_scale`."""
     encoder = cell_encoder(cfg, cfg.n_genes + cfg.n_perturbations)
-    x = encoder_input(batch, stats, cfg.n_particles)
+    x = encoder_input(batch, stats)
     with (
         numpyro.plate("particles", cfg.n_particles, dim=-2),
-        numpyro.plate("cells", x.shape[1], dim=-1),
+        numpyro.plate("cells", x.shape[0], dim=-1),
     ):
-        q_z = encoder(_with_dosage(x, batch["D"]))
+        q_z = per_particle(encoder((x, batch["D"])), cfg.n_particles)
         numpyro.deterministic("z_loc", q_z.loc)
         numpyro.deterministic("z_scale", q_z.scale)
         weighted_site("z_basal", q_z.to_event(1), weights.cell)
@@ -46,9 +54,8 @@ def model(batch: dict, stats: dict, weights: SiteWeights, cfg: ModelConfig) -> N
         z = weighted_site(
             "z_basal", dist.Normal(0.0, 1.0).expand((P, B, L)).to_event(1), weights.cell
         )
-        weighted_site(
-            "x",
+        counts_site(
             p_x_given(_with_dosage(z, batch["D"]), batch["library_size"]).to_event(1),
             weights.reconstruction,
-            obs=batch.get("X"),
+            batch.get("X"),
         )

@@ -6,6 +6,11 @@ particle axis (P, B, F) needs no reshaping. Parameter trees are plain nested dic
 
     {"trunk": {"layer_0": {"kernel", "bias"}, ...}, "loc": {...}, "log_variance": {...}}
 
+An input may also be a tuple of parts, read as their concatenation along the last axis with
+leading axes broadcast: the first layer computes Σₖ partₖ Wₖ, so a part without a particle axis
+(a cell's standardised counts) is multiplied once per cell, not once per particle (issue 9). The
+parameters are those of the concatenated input.
+
 Initialisation (SPEC A1 `model.init`, §2.4): "torch" draws kernel AND bias from
 U(−1/√fan_in, 1/√fan_in) like PyTorch's nn.Linear; "flax" uses LeCun-normal kernels and zero
 biases. Kernels are stored (fan_in, features), Flax's convention (the transpose of PyTorch's).
@@ -19,7 +24,8 @@ import jax
 import jax.numpy as jnp
 import numpyro.distributions as dist
 
-from cradle_jax.models.config import INITS, LIKELIHOODS
+from cradle_jax.models.config import COMPUTE_DTYPES, INITS, LIKELIHOODS
+from cradle_jax.models.distributions import GeneNegativeBinomial
 
 LEAKY_SLOPE = 0.01  # PyTorch's nn.LeakyReLU default
 
@@ -34,6 +40,7 @@ NB_MEAN_OFFSET = 1e-4  # r = θ / (μ + 1e-4)
 RATE_FLOOR = 1e-6  # clamp of Poisson and Gamma–Poisson rates
 
 Initializer = Callable[[jax.Array, tuple[int, ...], jnp.dtype], jax.Array]
+Input = jax.Array | tuple[jax.Array, ...]
 
 
 def _uniform_init(bound: float) -> Initializer:
@@ -58,26 +65,48 @@ def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
         raise ValueError(f"unknown {name} {value!r}; expected one of {', '.join(allowed)}")
 
 
+def _parts(x: Input) -> tuple[jax.Array, ...]:
+    return tuple(x) if isinstance(x, tuple | list) else (x,)
+
+
 class Linear(nn.Module):
-    """y = x W + b, (..., fan_in) → (..., features); fan_in is read from the input at init."""
+    """y = x W + b, (..., fan_in) → (..., features); fan_in is read from the input at init.
+
+    `x` may be a tuple of parts (see the module docstring). With compute_dtype "bfloat16" the
+    products run in bf16 with float32 accumulation; parameters and outputs stay float32.
+    """
 
     features: int
     init_scheme: str = "torch"  # "torch" | "flax"; not `init`, which would shadow Module.init
+    compute_dtype: str = "float32"
 
     def __post_init__(self):
         _check_choice("init_scheme", self.init_scheme, INITS)
+        _check_choice("compute_dtype", self.compute_dtype, COMPUTE_DTYPES)
         super().__post_init__()
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        fan_in = x.shape[-1]
+    def __call__(self, x: Input) -> jax.Array:
+        parts = _parts(x)
+        fan_in = sum(part.shape[-1] for part in parts)
         if self.init_scheme == "torch":
             kernel_init, bias_init = torch_kernel_init(fan_in), torch_bias_init(fan_in)
         else:
             kernel_init, bias_init = nn.initializers.lecun_normal(), nn.initializers.zeros
         kernel = self.param("kernel", kernel_init, (fan_in, self.features), jnp.float32)
         bias = self.param("bias", bias_init, (self.features,), jnp.float32)
-        return x @ kernel + bias
+        y, start = None, 0
+        for part in parts:
+            width = part.shape[-1]
+            term = self._matmul(part, kernel[start : start + width])
+            y, start = term if y is None else y + term, start + width
+        return y + bias
+
+    def _matmul(self, x: jax.Array, kernel: jax.Array) -> jax.Array:
+        if self.compute_dtype == "float32":
+            return x @ kernel
+        dtype = jnp.dtype(self.compute_dtype)
+        return jnp.matmul(x.astype(dtype), kernel.astype(dtype), preferred_element_type=jnp.float32)
 
 
 def leaky_relu(x: jax.Array) -> jax.Array:
@@ -93,15 +122,19 @@ class ResidualTrunk(nn.Module):
     n_layers: int
     n_hidden: int
     init_scheme: str = "torch"
+    compute_dtype: str = "float32"
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: Input) -> jax.Array:
         if self.n_layers < 1:
             raise ValueError(f"ResidualTrunk needs n_layers >= 1, got {self.n_layers}")
-        h = leaky_relu(Linear(self.n_hidden, self.init_scheme, name="layer_0")(x))
+        h = leaky_relu(self._linear("layer_0")(x))
         for i in range(1, self.n_layers):
-            h = leaky_relu(Linear(self.n_hidden, self.init_scheme, name=f"layer_{i}")(h)) + h
+            h = leaky_relu(self._linear(f"layer_{i}")(h)) + h
         return h
+
+    def _linear(self, name: str) -> Linear:
+        return Linear(self.n_hidden, self.init_scheme, self.compute_dtype, name=name)
 
 
 def sanitize(x: jax.Array) -> jax.Array:
@@ -120,9 +153,10 @@ class LikelihoodMLP(nn.Module):
       "poisson"                Poisson(max(softplus(Wh + b), 1e-6)); no library scaling.
       "library_nb"             Gamma–Poisson(θ, r): ρ = softmax(Wh + b) over genes, μ = ℓρ,
                                θ = exp(`log_theta`) per gene, r = max(θ / (μ + 1e-4), 1e-6).
-    `library` (ℓ, anything broadcastable to x.shape[:-1]) is required by "library_nb" only; while
-    the parameters are being initialised (e.g. by `flax_module(..., input_shape=...)`) a missing
-    library is replaced by ones, since no parameter depends on it.
+    `library` (ℓ, anything broadcastable to the input's leading axes) is required by "library_nb"
+    only; while the parameters are being initialised (e.g. by `flax_module(..., input_shape=...)`)
+    a missing library is replaced by ones, since no parameter depends on it. `compute_dtype` is
+    that of the matrix products (see `Linear`); the heads' arithmetic stays float32.
     """
 
     likelihood: str
@@ -130,6 +164,7 @@ class LikelihoodMLP(nn.Module):
     n_layers: int
     n_hidden: int
     init_scheme: str = "torch"
+    compute_dtype: str = "float32"
 
     def __post_init__(self):
         _check_choice("likelihood", self.likelihood, LIKELIHOODS)
@@ -137,26 +172,32 @@ class LikelihoodMLP(nn.Module):
         super().__post_init__()
 
     @nn.compact
-    def __call__(self, x: jax.Array, library: jax.Array | None = None) -> dist.Distribution:
-        h = ResidualTrunk(self.n_layers, self.n_hidden, self.init_scheme, name="trunk")(x)
+    def __call__(self, x: Input, library: jax.Array | None = None) -> dist.Distribution:
+        h = ResidualTrunk(
+            self.n_layers, self.n_hidden, self.init_scheme, self.compute_dtype, name="trunk"
+        )(x)
         if self.likelihood == "normal":
-            loc = Linear(self.n_output, self.init_scheme, name="loc")(h)
-            log_v = Linear(self.n_output, self.init_scheme, name="log_variance")(h)
+            loc = self._head("loc")(h)
+            log_v = self._head("log_variance")(h)
             log_v = jnp.minimum(log_v, MAX_LOG_VARIANCE)
             v = sanitize(jnp.abs(jnp.exp(log_v) + VARIANCE_FLOOR))
             return dist.Normal(sanitize(loc), jnp.sqrt(v))
         if self.likelihood == "normal_fixed_variance":
-            loc = Linear(self.n_output, self.init_scheme, name="loc")(h)
+            loc = self._head("loc")(h)
             log_v = self.param("log_variance", nn.initializers.zeros, (self.n_output,), jnp.float32)
             v = jnp.exp(log_v) + VARIANCE_FLOOR
             return dist.Normal(loc, jnp.broadcast_to(jnp.sqrt(v), loc.shape))
         if self.likelihood == "poisson":
-            rate = jax.nn.softplus(Linear(self.n_output, self.init_scheme, name="rate")(h))
+            rate = jax.nn.softplus(self._head("rate")(h))
             return dist.Poisson(jnp.maximum(rate, RATE_FLOOR))
-        return self._library_nb(h, x.shape[:-1], library)
+        return self._library_nb(h, library)
 
-    def _library_nb(self, h, cell_shape, library) -> dist.Distribution:
-        logits = Linear(self.n_output, self.init_scheme, name="gene_logits")(h)
+    def _head(self, name: str) -> Linear:
+        return Linear(self.n_output, self.init_scheme, self.compute_dtype, name=name)
+
+    def _library_nb(self, h, library) -> dist.Distribution:
+        cell_shape = h.shape[:-1]
+        logits = self._head("gene_logits")(h)
         log_theta = self.param("log_theta", nn.initializers.zeros, (self.n_output,), jnp.float32)
         if library is None:
             if not self.is_initializing():
@@ -166,4 +207,6 @@ class LikelihoodMLP(nn.Module):
         mu = library[..., None] * jax.nn.softmax(logits, axis=-1)
         theta = jnp.exp(log_theta)
         rate = jnp.maximum(theta / (mu + NB_MEAN_OFFSET), RATE_FLOOR)
-        return dist.GammaPoisson(jnp.broadcast_to(theta, rate.shape), rate)
+        # The data layer has checked that the counts are non-negative integers; NumPyro's
+        # per-element support check would add a pass over every (particle, cell, gene) value.
+        return GeneNegativeBinomial(theta, rate, validate_args=False)

@@ -14,6 +14,7 @@ from cradle_jax.models.config import ModelConfig
 from cradle_jax.models.sites import (
     SiteWeights,
     cell_encoder,
+    counts_site,
     decoder,
     encoder_input,
     perturbation_offset,
@@ -42,13 +43,13 @@ def guide(batch: dict, stats: dict, weights: SiteWeights, cfg: ModelConfig) -> N
     """q(M) q(E | M) q(z_b | norm(x), dᵀ(M⊙E)); z_b's parameters as `z_loc`, `z_scale`."""
     M, E = global_guide(cfg, weights)
     encoder = cell_encoder(cfg, cfg.n_genes + cfg.n_latent)
-    x = encoder_input(batch, stats, cfg.n_particles)
+    x = encoder_input(batch, stats)
     z_p = perturbation_offset(batch["D"], M, E)
     with (
         numpyro.plate("particles", cfg.n_particles, dim=-2),
-        numpyro.plate("cells", x.shape[1], dim=-1),
+        numpyro.plate("cells", x.shape[0], dim=-1),
     ):
-        q_zb = encoder(jnp.concatenate([x, z_p], axis=-1))
+        q_zb = encoder((x, z_p))
         numpyro.deterministic("z_loc", q_zb.loc)
         numpyro.deterministic("z_scale", q_zb.scale)
         weighted_site("z_basal", q_zb.to_event(1), weights.cell)
@@ -67,9 +68,8 @@ def model(batch: dict, stats: dict, weights: SiteWeights, cfg: ModelConfig) -> N
             )
             z_p = perturbation_offset(batch["D"], M, E)
             u = z_b + z_p if cfg.sum_mode else jnp.concatenate([z_b, z_p], axis=-1)
-            weighted_site(
-                "x",
+            counts_site(
                 p_x_given(u, batch["library_size"]).to_event(1),
                 weights.reconstruction,
-                obs=batch.get("X"),
+                batch.get("X"),
             )

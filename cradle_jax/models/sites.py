@@ -59,10 +59,16 @@ def log_standardize(x: jax.Array, mean: jax.Array, std: jax.Array) -> jax.Array:
     return jnp.nan_to_num(z, nan=1e-6, posinf=1e6, neginf=1e-6)
 
 
-def encoder_input(batch: dict, stats: dict, n_particles: int) -> jax.Array:
-    """The standardised counts broadcast over particles, (P, B, G)."""
-    x = log_standardize(batch["X"], stats["norm_mean"], stats["norm_std"])
-    return jnp.broadcast_to(x, (n_particles, *x.shape))
+def encoder_input(batch: dict, stats: dict) -> jax.Array:
+    """The standardised counts, (B, G), without a particle axis: encoders take them as the first
+    part of a split input, so their first layer multiplies them once per cell."""
+    return log_standardize(batch["X"], stats["norm_mean"], stats["norm_std"])
+
+
+def per_particle(q: dist.Normal, n_particles: int) -> dist.Normal:
+    """A cell posterior computed once per cell, (B, L), repeated for every particle: (P, B, L)."""
+    shape = (n_particles, *q.batch_shape)
+    return dist.Normal(jnp.broadcast_to(q.loc, shape), jnp.broadcast_to(q.scale, shape))
 
 
 def weighted_site(name: str, fn: dist.Distribution, weight: jax.Array, **kwargs) -> jax.Array:
@@ -73,11 +79,30 @@ def weighted_site(name: str, fn: dist.Distribution, weight: jax.Array, **kwargs)
         return numpyro.sample(name, fn, **kwargs)
 
 
+class ObservedMask(dist.MaskedDistribution):
+    """A mask for observed sites: log-density 0 where masked, the observed values left as they
+    are. NumPyro's mask first replaces masked values by a default, which broadcasts the counts
+    (B, G) over particles before the likelihood sees them, so the likelihood's per-(cell, gene)
+    terms would run once per particle. Observed rows a mask guards (padding, zero-weight cells)
+    hold valid counts, so nothing needs replacing."""
+
+    def log_prob(self, value: jax.Array) -> jax.Array:
+        return jnp.where(self._mask, self.base_dist.log_prob(value), 0.0)
+
+
+def counts_site(fn: dist.Distribution, weight: jax.Array, obs: jax.Array | None) -> jax.Array:
+    """The counts site `x`, weighted like `weighted_site` (zero weights masked) through
+    `ObservedMask`."""
+    positive = weight > 0
+    with handlers.scale(scale=jnp.where(positive, weight, 1.0)):
+        return numpyro.sample("x", ObservedMask(fn, positive), obs=obs)
+
+
 def normal_mlp(name: str, cfg: ModelConfig, n_input: int, n_layers: int, n_hidden: int):
     """A Flax normal-head MLP registered as NumPyro module `name`, output width L."""
     return flax_module(
         name,
-        LikelihoodMLP("normal", cfg.n_latent, n_layers, n_hidden, cfg.init),
+        LikelihoodMLP("normal", cfg.n_latent, n_layers, n_hidden, cfg.init, cfg.compute_dtype),
         input_shape=(1, n_input),
     )
 
@@ -94,7 +119,12 @@ def decoder(cfg: ModelConfig, n_input: int):
     return flax_module(
         "decoder",
         LikelihoodMLP(
-            cfg.likelihood, cfg.n_genes, cfg.decoder_n_layers + 1, cfg.decoder_n_hidden, cfg.init
+            cfg.likelihood,
+            cfg.n_genes,
+            cfg.decoder_n_layers + 1,
+            cfg.decoder_n_hidden,
+            cfg.init,
+            cfg.compute_dtype,
         ),
         input_shape=(1, n_input),
     )

@@ -19,8 +19,10 @@ from cradle_jax.models.distributions import StraightThroughBernoulli, sanitize_l
 from cradle_jax.models.sites import (
     SiteWeights,
     cell_encoder,
+    counts_site,
     decoder,
     encoder_input,
+    per_particle,
     perturbation_offset,
     weighted_site,
 )
@@ -54,12 +56,12 @@ def guide(batch: dict, stats: dict, weights: SiteWeights, cfg: ModelConfig) -> N
     """q(p) q(m | p) q(z | norm(x)); z's parameters as `z_loc`, `z_scale`."""
     global_guide(cfg, weights)
     encoder = cell_encoder(cfg, cfg.n_genes)
-    x = encoder_input(batch, stats, cfg.n_particles)
+    x = encoder_input(batch, stats)
     with (
         numpyro.plate("particles", cfg.n_particles, dim=-2),
-        numpyro.plate("cells", x.shape[1], dim=-1),
+        numpyro.plate("cells", x.shape[0], dim=-1),
     ):
-        q_z = encoder(x)
+        q_z = per_particle(encoder(x), cfg.n_particles)
         numpyro.deterministic("z_loc", q_z.loc)
         numpyro.deterministic("z_scale", q_z.scale)
         weighted_site("z_basal", q_z.to_event(1), weights.cell)
@@ -85,9 +87,8 @@ def model(batch: dict, stats: dict, weights: SiteWeights, cfg: ModelConfig) -> N
         with numpyro.plate("cells", B, dim=-1):
             prior_mean = perturbation_offset(batch["D"], M, jnp.broadcast_to(means, (P, T, L)))
             z = weighted_site("z_basal", dist.Normal(prior_mean, 1.0).to_event(1), weights.cell)
-            weighted_site(
-                "x",
+            counts_site(
                 p_x_given(z, batch["library_size"]).to_event(1),
                 weights.reconstruction,
-                obs=batch.get("X"),
+                batch.get("X"),
             )

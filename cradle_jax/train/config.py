@@ -32,6 +32,7 @@ def train_config() -> ml_collections.ConfigDict:
     c.log_every_steps = 100
     c.iwelbo_particles = 100  # predictive IWELBO on validation after training; 0 = skip
     c.iwelbo_batch_size = 128
+    c.prefetch_batches = 2  # batches built on the host ahead of the device step; 0 = none
     return c
 
 
@@ -54,6 +55,7 @@ TRAIN_MINIMA = {
     "log_every_steps": 1,
     "iwelbo_particles": 0,
     "iwelbo_batch_size": 1,
+    "prefetch_batches": 0,
     "weight_decay": 0,
     "learning_rate": 0,  # 0 freezes the parameters (a test of early stopping does)
 }

@@ -41,6 +41,7 @@ from cradle_jax.train.mesh import (
     to_host,
 )
 from cradle_jax.train.objective import LossConfig, init_params, placeholder_inputs
+from cradle_jax.train.prefetch import prefetch
 from cradle_jax.train.state import Progress, TrainState
 from cradle_jax.train.step import make_eval_step, make_optimizer, make_train_step
 from cradle_jax.train.workdir import CONFIG_NAME, prepare_workdir
@@ -152,7 +153,8 @@ def _validate(run: Run, eval_step, params: dict, epoch: int) -> dict[str, float]
     """Cell-weighted means of the loss terms over the validation split."""
     key_data = replicate(purpose_key(run.config.seed, f"validation/{epoch}"), run.mesh)
     sums, n_total = {}, 0
-    for i, (n_cells, batch) in enumerate(run.batches("val")):
+    batches = prefetch(run.batches("val"), run.config.train.prefetch_batches)
+    for i, (n_cells, batch) in enumerate(batches):
         loss, aux = eval_step(params, batch, run.val_stats, key_data, i)
         sums = _weighted_sums(sums, n_cells, loss, aux)
         n_total += n_cells
@@ -203,9 +205,8 @@ def _train(run: Run, workdir: Path, checkpoints: Checkpoints) -> Progress:
                 leave=False,
                 disable=None if jax.process_index() == 0 else True,
             )
-            for n_cells, batch in run.batches(
-                "train", epoch=progress.epoch, shuffle=True, start=progress.batch
-            ):
+            batches = run.batches("train", epoch=progress.epoch, shuffle=True, start=progress.batch)
+            for n_cells, batch in prefetch(batches, tc.prefetch_batches):
                 state, loss, aux = train_step(state, batch, run.train_stats, run_key)
                 sums = _weighted_sums(sums, n_cells, loss, aux)
                 progress.batch += 1

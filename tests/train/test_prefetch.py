@@ -1,0 +1,50 @@
+"""Prefetching batches in a thread changes timing only: same items, same order, same errors."""
+
+import threading
+import time
+
+import pytest
+
+from cradle_jax.train.prefetch import prefetch
+
+
+def counting(n: int, produced: list[int], fail_at: int | None = None):
+    for i in range(n):
+        if i == fail_at:
+            raise ValueError(f"bad batch {i}")
+        produced.append(i)
+        yield i
+
+
+@pytest.mark.parametrize("size", [0, 1, 3])
+def test_same_items_in_the_same_order(size):
+    assert list(prefetch(counting(10, []), size)) == list(range(10))
+
+
+def test_producer_runs_ahead_by_at_most_size():
+    produced = []
+    items = prefetch(counting(10, produced), 2)
+    assert next(items) == 0
+    deadline = time.monotonic() + 10
+    while len(produced) < 4 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.1)
+    # item 0 is out, two wait in the queue, one more is held by the blocked producer
+    assert len(produced) == 4
+    assert list(items) == list(range(1, 10))
+
+
+def test_an_error_is_raised_at_its_item():
+    seen = []
+    with pytest.raises(ValueError, match="bad batch 3"):
+        seen.extend(prefetch(counting(10, [], fail_at=3), 2))
+    assert seen == [0, 1, 2]
+
+
+def test_stopping_early_stops_the_producer():
+    produced = []
+    for item in prefetch(counting(1000, produced), 2):
+        if item == 1:
+            break
+    assert not any(t.name == "prefetch" for t in threading.enumerate())
+    assert len(produced) <= 5
