@@ -24,6 +24,7 @@ from cradle_jax.train.flops import cradle_step_flops
 from cradle_jax.train.objective import LossConfig, init_params
 from cradle_jax.train.state import TrainState
 from cradle_jax.train.step import make_optimizer, make_train_step
+from cradle_jax.xla_flags import tune_cpu_backend
 
 CONFIGS = {
     # SPEC §6 / issue 9: G simulated genes, T perturbations, L latent, widths, batch, particles.
@@ -96,7 +97,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--particles", type=int, default=5)
     parser.add_argument("--compute_dtype", choices=COMPUTE_DTYPES, default="float32")
+    parser.add_argument(
+        "--no_xla_flags", action="store_true", help="without cradle_jax.xla_flags (as before)"
+    )
     args = parser.parse_args()
+    added = () if args.no_xla_flags else tune_cpu_backend()
     c = CONFIGS[args.config]
     cfg = model_config(args.config, args.particles, args.compute_dtype)
     batch, stats = synthetic_batch(c["G"], c["T"], c["batch"])
@@ -132,9 +137,8 @@ def main() -> None:
             f"{flops / 1e9:.1f} GFLOP/step, {rate:.1f} GFLOP/s, {rate / roofline:.3f} of roofline"
         )
 
-    print(
-        f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), jax {jax.__version__}"
-    )
+    device = f"{jax.devices()[0].device_kind} ({jax.default_backend()})"
+    print(f"device: {device}, jax {jax.__version__}; XLA flags added: {' '.join(added) or 'none'}")
     sizes = f"G={c['G']} T={c['T']} L={c['L']} batch={c['batch']} P={cfg.n_particles}"
     print(f"config {args.config}: {sizes}, compute_dtype {cfg.compute_dtype}")
     print(f"compile {compile_s:.1f} s; step median {step_s * 1e3:.1f} ms over {args.steps} steps")

@@ -31,6 +31,9 @@ from cradle_jax.evaluate.run import DataReference, data_reference, evaluate
 from cradle_jax.train.bundle import ModelBundle, load_workdir
 from cradle_jax.train.keys import purpose_key
 from cradle_jax.train.loop import train_and_evaluate
+from cradle_jax.xla_flags import tune_cpu_backend
+
+tune_cpu_backend()  # effective when this import precedes the process's first JAX computation
 
 DATA_FILE = "data.h5ad"
 

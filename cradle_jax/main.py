@@ -24,6 +24,7 @@ from cradle_jax.cli import (
 )
 from cradle_jax.data.errors import DataError
 from cradle_jax.train.errors import RunError
+from cradle_jax.xla_flags import tune_cpu_backend
 
 SEED = flags.DEFINE_integer("seed", 0, "the one seed every random choice derives from")
 OUT = flags.DEFINE_string("out", None, "output file")
@@ -115,7 +116,9 @@ def _unknown_field(err: Exception, argv: list[str]) -> str:
 
 
 def run() -> None:
-    """Console-script entry point; compiled XLA programs are cached on disk between runs."""
+    """Console-script entry point; compiled XLA programs are cached on disk between runs, and
+    the CPU backend gets the flags of `cradle_jax.xla_flags`."""
+    tune_cpu_backend()
     if not jax.config.jax_compilation_cache_dir:
         jax.config.update(
             "jax_compilation_cache_dir", str(Path.home() / ".cache" / "cradle_jax" / "xla")
