@@ -55,6 +55,7 @@ from cradle_jax.train.objective import (
     predictive_iwelbo,
     sample_global_posterior,
 )
+from cradle_jax.xla_flags import tune_cpu_backend
 
 # Tiny sizes that run end to end in under a minute on two CPU cores, yet with Scrublet still
 # calling doublets on the generated cells: ≥ 100 cells per QC chunk, and enough genes (G ≳ 700)
@@ -92,7 +93,11 @@ def main() -> None:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="tiny sizes, to check the script")
+    parser.add_argument(
+        "--no_xla_flags", action="store_true", help="without cradle_jax.xla_flags (as before)"
+    )
     args = parser.parse_args()
+    added = () if args.no_xla_flags else tune_cpu_backend()
     # scanpy warns about generated cells without counts once per QC chunk, and the QC code logs
     # each metric it cannot compute once per chunk: the criteria used are printed instead.
     warnings.filterwarnings("ignore", "Some cells have zero counts")
@@ -111,6 +116,7 @@ def main() -> None:
         sizes["particles"] = args.particles
     G, T = c["G"], c["T"]
 
+    print(f"XLA flags added: {' '.join(added) or 'none'}")
     print(
         f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), jax {jax.__version__}"
     )
@@ -176,6 +182,10 @@ def main() -> None:
         f"cells; first call {first_s:.2f} s (compile ≈ {first_s - ate_s:.2f} s), second "
         f"{ate_s:.2f} s: {generated / ate_s:,.0f} generated cells/s"
     )
+    full = -(-ev.ate_particles // chunk) * chunk * (len(labels) + 1)
+    if full != generated:
+        estimate = full / generated * ate_s
+        print(f"  at the evaluation's {ev.ate_particles:,} particles: {estimate:.0f} s (estimate)")
     chunk_cfg = dataclasses.replace(cfg, n_particles=chunk)
     dosage = jnp.asarray(vocabulary.dosage([vocabulary.control_label, *labels]).toarray())
     lowered = sample_good_path.lower(params, dosage, jax.random.key(0), EVAL_LIBRARY, chunk_cfg)

@@ -120,12 +120,12 @@ def main() -> None:
     reference, reference_flops = matmul_reference()
     for _ in range(2):  # warm-up
         state, loss, _ = compiled(state, batch, stats, run_key)
-        loss.block_until_ready()
+        jax.block_until_ready((state, loss))
     step_times, matmul_times = [], []
     for _ in range(args.steps):
         start = time.perf_counter()
         state, loss, _ = compiled(state, batch, stats, run_key)
-        loss.block_until_ready()
+        jax.block_until_ready((state, loss))
         step_times.append(time.perf_counter() - start)
         matmul_times.append(timed(reference))
     step_s = float(np.median(step_times))
