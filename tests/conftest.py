@@ -10,6 +10,11 @@ import scipy.sparse as sp
 
 from cradle_jax.data.config import data_config
 from cradle_jax.data.simulate import SimulationConfig, simulate, write_simulation
+from cradle_jax.xla_flags import tune_cpu_backend
+
+# The XLA flags the CLI sets, before any test computes: a CLI run in a subprocess and the library
+# in this process then compile the same programs (tests compare their numbers exactly).
+tune_cpu_backend()
 
 
 def make_adata(
