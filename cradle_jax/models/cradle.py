@@ -21,7 +21,6 @@ from cradle_jax.models.config import ModelConfig
 from cradle_jax.models.sites import (
     SiteWeights,
     cell_encoder,
-    counts_site,
     decoder,
     encoder_input,
     normal_mlp,
@@ -120,8 +119,9 @@ def model(batch: dict, stats: dict, weights: SiteWeights, cfg: ModelConfig) -> N
             )
             z_p = perturbation_offset(batch["D"], M, E)
             u = decoder_input(z_b, z_p, artifact_offset(batch["qc"], A), cfg.sum_mode)
-            counts_site(
+            weighted_site(
+                "x",
                 p_x_given(u, batch["library_size"]).to_event(1),
                 weights.reconstruction,
-                batch.get("X"),
+                obs=batch.get("X"),
             )

@@ -12,7 +12,6 @@ from cradle_jax.models.config import ModelConfig
 from cradle_jax.models.sites import (
     SiteWeights,
     cell_encoder,
-    counts_site,
     decoder,
     encoder_input,
     per_particle,
@@ -54,8 +53,9 @@ def model(batch: dict, stats: dict, weights: SiteWeights, cfg: ModelConfig) -> N
         z = weighted_site(
             "z_basal", dist.Normal(0.0, 1.0).expand((P, B, L)).to_event(1), weights.cell
         )
-        counts_site(
+        weighted_site(
+            "x",
             p_x_given(_with_dosage(z, batch["D"]), batch["library_size"]).to_event(1),
             weights.reconstruction,
-            batch.get("X"),
+            obs=batch.get("X"),
         )

@@ -14,7 +14,6 @@ from cradle_jax.models.config import ModelConfig
 from cradle_jax.models.sites import (
     SiteWeights,
     cell_encoder,
-    counts_site,
     decoder,
     encoder_input,
     perturbation_offset,
@@ -68,8 +67,9 @@ def model(batch: dict, stats: dict, weights: SiteWeights, cfg: ModelConfig) -> N
             )
             z_p = perturbation_offset(batch["D"], M, E)
             u = z_b + z_p if cfg.sum_mode else jnp.concatenate([z_b, z_p], axis=-1)
-            counts_site(
+            weighted_site(
+                "x",
                 p_x_given(u, batch["library_size"]).to_event(1),
                 weights.reconstruction,
-                batch.get("X"),
+                obs=batch.get("X"),
             )

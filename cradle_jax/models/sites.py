@@ -71,14 +71,6 @@ def per_particle(q: dist.Normal, n_particles: int) -> dist.Normal:
     return dist.Normal(jnp.broadcast_to(q.loc, shape), jnp.broadcast_to(q.scale, shape))
 
 
-def weighted_site(name: str, fn: dist.Distribution, weight: jax.Array, **kwargs) -> jax.Array:
-    """A sample site whose log-density is scaled by `weight`; zero weights are masked, not
-    scaled by 0, so padding cells and unobserved perturbations contribute nothing at all."""
-    positive = weight > 0
-    with handlers.mask(mask=positive), handlers.scale(scale=jnp.where(positive, weight, 1.0)):
-        return numpyro.sample(name, fn, **kwargs)
-
-
 class ObservedMask(dist.MaskedDistribution):
     """A mask for observed sites: log-density 0 where masked, the observed values left as they
     are. NumPyro's mask first replaces masked values by a default, which broadcasts the counts
@@ -90,12 +82,18 @@ class ObservedMask(dist.MaskedDistribution):
         return jnp.where(self._mask, self.base_dist.log_prob(value), 0.0)
 
 
-def counts_site(fn: dist.Distribution, weight: jax.Array, obs: jax.Array | None) -> jax.Array:
-    """The counts site `x`, weighted like `weighted_site` (zero weights masked) through
-    `ObservedMask`."""
+def weighted_site(
+    name: str, fn: dist.Distribution, weight: jax.Array, obs: jax.Array | None = None
+) -> jax.Array:
+    """A sample site whose log-density is scaled by `weight`; zero weights are masked, not
+    scaled by 0, so padding cells and unobserved perturbations contribute nothing at all.
+    An observed site is masked by `ObservedMask`, which leaves the observed values as they are."""
     positive = weight > 0
     with handlers.scale(scale=jnp.where(positive, weight, 1.0)):
-        return numpyro.sample("x", ObservedMask(fn, positive), obs=obs)
+        if obs is None:
+            with handlers.mask(mask=positive):
+                return numpyro.sample(name, fn)
+        return numpyro.sample(name, ObservedMask(fn, positive), obs=obs)
 
 
 def normal_mlp(name: str, cfg: ModelConfig, n_input: int, n_layers: int, n_hidden: int):

@@ -19,7 +19,6 @@ from cradle_jax.models.distributions import StraightThroughBernoulli, sanitize_l
 from cradle_jax.models.sites import (
     SiteWeights,
     cell_encoder,
-    counts_site,
     decoder,
     encoder_input,
     per_particle,
@@ -87,8 +86,9 @@ def model(batch: dict, stats: dict, weights: SiteWeights, cfg: ModelConfig) -> N
         with numpyro.plate("cells", B, dim=-1):
             prior_mean = perturbation_offset(batch["D"], M, jnp.broadcast_to(means, (P, T, L)))
             z = weighted_site("z_basal", dist.Normal(prior_mean, 1.0).to_event(1), weights.cell)
-            counts_site(
+            weighted_site(
+                "x",
                 p_x_given(z, batch["library_size"]).to_event(1),
                 weights.reconstruction,
-                batch.get("X"),
+                obs=batch.get("X"),
             )
