@@ -12,7 +12,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from cradle_jax.data.dataset import PerturbData
-from cradle_jax.data.references import reference_medians
 from cradle_jax.data.seeding import host_rng
 
 PADDING = -1  # row index of a padding cell
@@ -56,7 +55,7 @@ def pad_rows(a: np.ndarray, n_rows: int, fill: float = 0) -> np.ndarray:
 def build_batch(data: PerturbData, index: np.ndarray, pad_to: int) -> Batch:
     """Densify the cells `index` (any order) and pad them to `pad_to` rows."""
     x = data.counts.rows(index).toarray()
-    cf = reference_medians(data.references[index], data.reference_rows.rows, x.shape[1])
+    cf = data.counterfactual.rows(index)
     weight = np.ones(len(index), dtype=np.float32)
 
     def padded(a: np.ndarray, fill: float = 0) -> np.ndarray:

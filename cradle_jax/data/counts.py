@@ -17,6 +17,12 @@ from cradle_jax.data.errors import DataError
 ROW_BLOCK = 16_384
 
 
+def check_count_dtype(dtype: np.dtype) -> None:
+    """Counts are stored as integers, floats or booleans; anything else is refused by name."""
+    if not any(np.issubdtype(dtype, kind) for kind in (np.integer, np.floating, np.bool_)):
+        raise DataError(f"counts have dtype {dtype}; real-valued raw counts are required")
+
+
 class InMemoryCounts:
     """Counts as a CSR matrix (float32) in host memory."""
 
@@ -51,6 +57,7 @@ class BackedCounts:
                 )
             self._dense, self._sparse = None, ad.io.sparse_dataset(node)
             self.shape = tuple(self._sparse.shape)
+        check_count_dtype((self._dense if self._sparse is None else node["data"]).dtype)
 
     def _read_sorted(self, sorted_unique: np.ndarray) -> sp.csr_matrix:
         if self._sparse is not None:
@@ -75,22 +82,6 @@ class BackedCounts:
 
     def close(self) -> None:
         self._file.close()
-
-
-class CachedRows:
-    """Some rows of a source, held in memory as CSR: the reference pool of a backed file.
-
-    Reference rows are drawn from a minority (QC-fail cells), about 50 per cell per batch; reading
-    them from disk for every batch would cost far more than the batch itself.
-    """
-
-    def __init__(self, source: "CountSource", rows: np.ndarray):
-        self.index = np.unique(rows)
-        self.matrix = source.rows(self.index)
-
-    def rows(self, index: np.ndarray) -> sp.csr_matrix:
-        """Rows `index` (global row numbers, all among the cached rows), in that order."""
-        return self.matrix[np.searchsorted(self.index, index)]
 
 
 CountSource = InMemoryCounts | BackedCounts

@@ -5,8 +5,8 @@ and MAD flags, splits, counterfactual references, training-split normalisation s
 per-split obs-count vectors.
 """
 
+import dataclasses
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import anndata as ad
@@ -19,11 +19,13 @@ import scipy.sparse as sp
 from cradle_jax.data import qc as qc_rules
 from cradle_jax.data import references as refs
 from cradle_jax.data import splits
+from cradle_jax.data.backed_file import BackedH5ad
+from cradle_jax.data.counterfactual_rows import CounterfactualRows, counterfactual_rows
 from cradle_jax.data.counts import (
     BackedCounts,
-    CachedRows,
     CountSource,
     InMemoryCounts,
+    check_count_dtype,
     check_counts,
 )
 from cradle_jax.data.errors import DataError
@@ -37,7 +39,7 @@ log = logging.getLogger(__name__)
 QC_BLOCK = 20_000  # cells per QC-metric / Scrublet block (exact kNN grows ~ n^2)
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class PerturbData:
     """Everything the model needs about one dataset, host-side; counts stay sparse or on disk.
 
@@ -45,25 +47,24 @@ class PerturbData:
     """
 
     counts: CountSource  # (N, G) raw counts
-    cell_names: np.ndarray  # (N,)
     gene_names: np.ndarray  # (G,)
-    labels: np.ndarray  # (N,) canonical treatment labels
+    labels: np.ndarray  # (N,) canonical treatment labels (one string object per treatment)
     vocabulary: PerturbationVocabulary
     dosage: sp.csr_matrix  # (N, T) float32
-    qc_metrics: qc_rules.QCMetrics
+    qc_metrics: qc_rules.QCMetrics  # rows by position, continuous metrics in float32
     qc_thresholds: qc_rules.QCThresholds
     qc_columns: tuple[str, ...]  # names of the Q columns of `qc`
     qc: np.ndarray  # (N, Q) float32, 1 = QC fail
     split: np.ndarray  # (N,) int8 split codes
-    references: np.ndarray  # (N, K) int32 row indices, NO_REFERENCE-padded
-    reference_rows: InMemoryCounts | CachedRows  # where reference rows are read from
+    references: refs.ReferencePools  # each cell's reference draws (K), made on demand
+    counterfactual: CounterfactualRows  # x^cf rows, the lower medians of those draws
     library_size: np.ndarray  # (N,) float32, sum of the modelled genes
     normalization: LogStandardizeStats
     obs_counts: dict[str, ObsCounts]  # per split name
 
     @property
     def n_cells(self) -> int:
-        return len(self.cell_names)
+        return len(self.split)
 
     def cells(self, split: str) -> np.ndarray:
         """Row indices of the cells of one split ("train", "val", "test")."""
@@ -83,33 +84,57 @@ class PerturbData:
             "qc_fail_fraction": float(fail.mean()),
             "split_cells": {name: len(self.cells(name)) for name in splits.SPLIT_CODES},
             "unused_cells": int((self.split == splits.UNUSED).sum()),
-            "cells_without_reference": int((self.references[:, 0] == refs.NO_REFERENCE).sum()),
+            "cells_without_reference": self.references.n_without_reference,
         }
 
 
-def read_h5ad(path: str | Path, backed: bool = False) -> ad.AnnData:
-    """Open an .h5ad with errors that name the file and the problem."""
+def read_h5ad(path: str | Path) -> ad.AnnData:
+    """Read an .h5ad into memory with errors that name the file and the problem."""
     path = Path(path)
+    _check_path(path)
+    try:
+        return ad.read_h5ad(path)
+    except Exception as err:  # anndata raises many types for damaged files
+        raise DataError(f"{path} could not be read as AnnData: {err}".splitlines()[0]) from err
+
+
+def _check_path(path: Path) -> None:
     if path.is_dir():
         raise DataError(f"{path} is a directory, not an .h5ad file")
     if not path.is_file():
         raise DataError(f"input file {path} does not exist")
     if not h5py.is_hdf5(path):
         raise DataError(f"{path} is not an HDF5 (.h5ad) file")
-    try:
-        return ad.read_h5ad(path, backed="r" if backed else None)
-    except Exception as err:  # anndata raises many types for damaged files
-        raise DataError(f"{path} could not be read as AnnData: {err}".splitlines()[0]) from err
 
 
 def load_perturb_data(
     source: str | Path | ad.AnnData, config: ml_collections.ConfigDict, seed: int
 ) -> PerturbData:
-    """Build PerturbData from a path or an AnnData with the `data` config section."""
-    adata = read_h5ad(source, config.backed) if isinstance(source, str | Path) else source
+    """Build PerturbData from a path or an AnnData with the `data` config section.
+
+    A path with `data.backed` keeps the counts on disk and reads obs one column at a time
+    (`BackedH5ad`), so memory does not follow the size of the obs table either.
+    """
+    if isinstance(source, str | Path) and config.backed:
+        _check_path(Path(source))
+        with BackedH5ad(source) as file:
+            _check_layer(config.layer, file.layers, backed=True)
+            return _load(file, file.counts(), file.obs.duplicated_names(), config, seed)
+    adata = read_h5ad(source) if isinstance(source, str | Path) else source
     counts = count_source(adata, config.layer)
+    names = pd.Index(adata.obs_names)
+    return _load(adata, counts, names[names.duplicated()], config, seed)
+
+
+def _load(
+    adata: ad.AnnData | BackedH5ad,
+    counts: CountSource,
+    duplicated_cells: pd.Index,
+    config: ml_collections.ConfigDict,
+    seed: int,
+) -> PerturbData:
     where = f"counts ({'layer ' + repr(config.layer) if config.layer else 'X'})"
-    _check_names(adata)
+    _check_names(duplicated_cells, adata.var_names)
     library = check_counts(counts, where)
     if not library.any():
         raise DataError(f"{where} are all zero: no cell has a single count")
@@ -124,18 +149,19 @@ def load_perturb_data(
     flags = qc_rules.qc_flags(metrics.table, thresholds, config.qc_threshold)
     qc_matrix, qc_columns = qc_matrix_of(flags, config.qc_mode)
     fail = qc_rules.total_qc(flags).astype(bool)
+    del flags
+    metrics = _compact(metrics)
 
     split_seed = seed if config.split_seed < 0 else config.split_seed
     split = _split(adata.obs, labels, dosage, config, split_seed)
     _check_split(split, labels, vocab, dosage)
     groups = _reference_groups(adata.obs, labels, config.reference_group_key)
-    references = refs.sample_references(
+    references = refs.reference_pools(
         groups, fail, split, config.references, seed, config.n_reference_samples
     )
     train = np.flatnonzero(split == splits.TRAIN)
     return PerturbData(
         counts=counts,
-        cell_names=np.asarray(adata.obs_names, dtype=object),
         gene_names=np.asarray(adata.var_names, dtype=object),
         labels=labels,
         vocabulary=vocab,
@@ -146,11 +172,7 @@ def load_perturb_data(
         qc=qc_matrix,
         split=split,
         references=references,
-        reference_rows=(
-            CachedRows(counts, references[references != refs.NO_REFERENCE])
-            if isinstance(counts, BackedCounts)
-            else counts
-        ),
+        counterfactual=counterfactual_rows(references, counts),
         library_size=library.astype(np.float32),
         normalization=log_standardize_stats(counts, train),
         obs_counts={
@@ -160,31 +182,43 @@ def load_perturb_data(
     )
 
 
+def _compact(metrics: qc_rules.QCMetrics) -> qc_rules.QCMetrics:
+    """The metrics as kept after the flags are made (for plots and `inspect`): rows by position,
+    continuous columns in float32. A name index would keep every cell name alive, and float64
+    would double the largest per-cell table."""
+    table = pd.DataFrame(index=pd.RangeIndex(len(metrics.table)))
+    for column in metrics.table.columns:  # one column at a time: no second copy of the table
+        values = metrics.table.pop(column).to_numpy()
+        table[column] = values.astype(np.float32) if values.dtype == np.float64 else values
+    return dataclasses.replace(metrics, table=table)
+
+
 def count_source(adata: ad.AnnData, layer: str) -> CountSource:
-    if layer and layer not in adata.layers:
-        raise DataError(
-            f"layer {layer!r} not found (layers: {', '.join(adata.layers) or 'none'}); "
-            "set data.layer to the layer holding raw counts, or '' for X"
-        )
+    _check_layer(layer, adata.layers, backed=adata.isbacked)
     if adata.isbacked:
-        if layer:
-            raise DataError("backed reading takes counts from X; move the counts layer to X")
         return BackedCounts(adata.filename, "X")
     matrix = adata.layers[layer] if layer else adata.X
     if matrix is None:
         raise DataError("the AnnData has no X matrix; set data.layer to the counts layer")
-    real = np.issubdtype(matrix.dtype, np.integer) or np.issubdtype(matrix.dtype, np.floating)
-    if not real and matrix.dtype != bool:
-        raise DataError(f"counts have dtype {matrix.dtype}; real-valued raw counts are required")
+    check_count_dtype(matrix.dtype)
     return InMemoryCounts(sp.csr_matrix(matrix, dtype=np.float32))
 
 
-def _check_names(adata: ad.AnnData) -> None:
-    for what, names, fix in (
-        ("cell", adata.obs_names, "obs_names_make_unique"),
-        ("gene", adata.var_names, "var_names_make_unique"),
+def _check_layer(layer: str, layers, backed: bool) -> None:
+    if layer and layer not in layers:
+        raise DataError(
+            f"layer {layer!r} not found (layers: {', '.join(layers) or 'none'}); "
+            "set data.layer to the layer holding raw counts, or '' for X"
+        )
+    if layer and backed:
+        raise DataError("backed reading takes counts from X; move the counts layer to X")
+
+
+def _check_names(duplicated_cells: pd.Index, gene_names: pd.Index) -> None:
+    for what, duplicated, fix in (
+        ("cell", duplicated_cells, "obs_names_make_unique"),
+        ("gene", gene_names[gene_names.duplicated()], "var_names_make_unique"),
     ):
-        duplicated = pd.Index(names)[pd.Index(names).duplicated()]
         if len(duplicated):
             shown = ", ".join(map(repr, duplicated[:3].tolist()))
             raise DataError(
@@ -193,7 +227,10 @@ def _check_names(adata: ad.AnnData) -> None:
 
 
 def qc_metrics_of(
-    adata: ad.AnnData, counts: CountSource, config: ml_collections.ConfigDict, seed: int
+    adata: ad.AnnData | BackedH5ad,
+    counts: CountSource,
+    config: ml_collections.ConfigDict,
+    seed: int,
 ) -> qc_rules.QCMetrics:
     """QC metrics of every cell: from obs when all six are there, else computed by row block."""
     from_obs = qc_rules.qc_metrics_from_obs(adata.obs)

@@ -99,8 +99,12 @@ def read_labels(
     n_missing = int(raw.isna().sum())
     if n_missing:
         raise DataError(f"perturbation column {column!r} has {n_missing} missing values (NaN)")
-    values = raw.astype(str).to_numpy()
-    uniques, inverse = np.unique(values, return_inverse=True)
+    # Factorise before turning values into text, so a million cells share a few label strings.
+    codes, distinct = pd.factorize(raw)
+    uniques, text_code = np.unique(
+        np.array([str(v) for v in distinct], dtype=object), return_inverse=True
+    )
+    inverse = text_code[codes]
     parsed = [split_label(u, separator, control_label) for u in uniques]
     if not any(len(p) == 0 for p in parsed):
         shown = ", ".join(repr(u) for u in uniques[:5])

@@ -67,8 +67,10 @@ def qc_metrics_from_obs(obs: pd.DataFrame) -> QCMetrics | None:
     """The six QC metrics from obs, validated; None unless all six columns are present."""
     if any(metric not in obs.columns for metric in QC_METRICS):
         return None
-    table = pd.DataFrame(
-        {metric: _numeric_column(obs, metric) for metric in _CONTINUOUS}, index=obs.index
+    table = pd.DataFrame(  # one block per column: consolidating would copy the whole table
+        {metric: _numeric_column(obs, metric) for metric in _CONTINUOUS},
+        index=obs.index,
+        copy=False,
     )
     table["predicted_doublet"] = _bool_column(obs, "predicted_doublet")
     return QCMetrics(table=table, unavailable={}, source="obs")

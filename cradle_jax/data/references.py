@@ -1,16 +1,23 @@
 """Counterfactual reference cells (SPEC §4.5, A1, A7).
 
-Each cell gets up to `n_samples` row indices, drawn with replacement from a pool of cells in the
+Each cell draws up to `n_samples` row indices, with replacement, from a pool of cells in the
 *same split* and the *same group* (treatment label by default), with global row indices (the
 original code's bug D1 is not repeated). The reference row x^cf is the element-wise *lower*
-median of those rows, taken only when a batch is built, so no dense (N, G) matrix is ever held.
-A cell with an empty pool gets no indices (all -1) and an all-zero x^cf: the "no reference"
-sentinel that the counterfactual KL skips.
+median of those rows. A cell with an empty pool gets no indices (all -1) and an all-zero x^cf:
+the "no reference" sentinel that the counterfactual KL skips.
+
+The draws are not stored: draw j of cell i is a pure function of (run seed, i, j), a counter-based
+uniform (SplitMix64, Steele et al. 2014) scaled to the pool. So each cell keeps the same
+references for the whole run, as in the original, at no memory per cell beyond its pool number
+(25 int32 per cell would be 200 MB at a million cells), and any batch composition or order
+reproduces them exactly.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
 from cradle_jax.data.errors import DataError
@@ -19,21 +26,91 @@ from cradle_jax.data.splits import UNUSED
 
 REFERENCE_MODES = ("same_treatment_fail", "opposite_label", "none")
 NO_REFERENCE = -1
+NO_POOL = -1
+
+_GOLDEN_GAMMA = np.uint64(0x9E3779B97F4A7C15)
+_MIX_1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX_2 = np.uint64(0x94D049BB133111EB)
 
 
-def sample_references(
+def counter_uniform(key: np.uint64, counter: np.ndarray) -> np.ndarray:
+    """Uniforms in [0, 1) (float64, the shape of `counter`), one per uint64 counter: the
+    SplitMix64 output at position `counter` of the stream seeded with `key`."""
+    with np.errstate(over="ignore"):
+        z = key + (np.asarray(counter, dtype=np.uint64) + np.uint64(1)) * _GOLDEN_GAMMA
+        z = (z ^ (z >> np.uint64(30))) * _MIX_1
+        z = (z ^ (z >> np.uint64(27))) * _MIX_2
+    z ^= z >> np.uint64(31)
+    return (z >> np.uint64(11)).astype(np.float64) * 2.0**-53
+
+
+@dataclass(frozen=True)
+class ReferencePools:
+    """The pool each cell draws its references from, and the draws themselves, on demand.
+
+    Shapes: N cells, M pooled cells (at most N), Π pools. `pool_of_cell` (N,) int32 is the pool a
+    cell draws from (NO_POOL for none); pool p holds `members[offsets[p]:offsets[p + 1]]`, global
+    row indices in increasing order (pools nobody draws from are left empty).
+    """
+
+    pool_of_cell: np.ndarray  # (N,) int32
+    members: np.ndarray  # (M,) int32
+    offsets: np.ndarray  # (Π + 1,) int64
+    n_samples: int
+    key: np.uint64
+
+    def n_draws(self, cells: np.ndarray) -> np.ndarray:
+        """k (len(cells),) int64: min(pool size, n_samples), 0 for a cell without a pool."""
+        pool = self.pool_of_cell[cells].astype(np.int64)
+        return np.minimum(self._pool_size(pool), self.n_samples)
+
+    def draws(self, cells: np.ndarray) -> np.ndarray:
+        """Reference row indices (len(cells), n_samples) int64, NO_REFERENCE-padded at the end."""
+        cells = np.asarray(cells, dtype=np.int64)
+        j = np.arange(self.n_samples, dtype=np.int64)
+        pool = self.pool_of_cell[cells].astype(np.int64)
+        size = self._pool_size(pool)
+        drawn = j < np.minimum(size, self.n_samples)[:, None]
+        if not drawn.any():
+            return np.full((len(cells), self.n_samples), NO_REFERENCE, dtype=np.int64)
+        u = counter_uniform(self.key, cells[:, None] * self.n_samples + j)
+        position = self.offsets[pool][:, None] + (u * size[:, None]).astype(np.int64)
+        rows = self.members[np.where(drawn, position, 0)].astype(np.int64)
+        return np.where(drawn, rows, NO_REFERENCE)
+
+    def askers_by_pool(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(pool members, cells drawing from that pool) for every non-empty pool drawn from."""
+        order = np.argsort(self.pool_of_cell, kind="stable")
+        pools, starts = np.unique(self.pool_of_cell[order], return_index=True)
+        for pool, lo, hi in zip(pools, starts, [*starts[1:], len(order)], strict=True):
+            members = self.members[self.offsets[pool] : self.offsets[pool + 1]]
+            if pool != NO_POOL and len(members):
+                yield members, order[lo:hi]
+
+    @property
+    def n_without_reference(self) -> int:
+        """Cells that draw no reference (no split, or an empty pool): x^cf = 0 for them."""
+        cells_per_pool = np.bincount(self.pool_of_cell + 1, minlength=len(self.offsets))
+        empty = np.diff(self.offsets) == 0
+        return int(cells_per_pool[0] + cells_per_pool[1:][empty].sum())
+
+    def _pool_size(self, pool: np.ndarray) -> np.ndarray:
+        return np.where(pool == NO_POOL, 0, self.offsets[pool + 1] - self.offsets[pool])
+
+
+def reference_pools(
     groups: np.ndarray,
     qc_fail: np.ndarray,
     split: np.ndarray,
     mode: str,
     seed: int,
     n_samples: int = 50,
-) -> np.ndarray:
-    """Reference row indices (N, n_samples) int32, NO_REFERENCE-padded.
+) -> ReferencePools:
+    """The reference pools of every cell under `mode`.
 
     `same_treatment_fail`: every cell draws from the QC-fail cells of its group and split (§4.5).
     `opposite_label`: pass cells draw from fail cells and fail cells from pass cells.
-    `none`: no references. k = min(pool size, n_samples) draws with replacement.
+    `none`: no pools. Cells of no split (UNUSED) draw nothing.
     """
     if mode not in REFERENCE_MODES:
         raise DataError(f"data.references must be one of {REFERENCE_MODES}, got {mode!r}")
@@ -42,24 +119,34 @@ def sample_references(
             f"data.n_reference_samples must be at least 1, got {n_samples} (data.references = "
             "'none' switches references off)"
         )
-    refs = np.full((len(groups), n_samples), NO_REFERENCE, dtype=np.int32)
+    key = host_rng(seed, "references").integers(0, 2**64, dtype=np.uint64, endpoint=False)
+    n = len(groups)
     if mode == "none":
-        return refs
-    rng = host_rng(seed, "references")
-    qc_fail = np.asarray(qc_fail, dtype=bool)
-    group_codes = np.unique(np.asarray(groups).astype(str), return_inverse=True)[1]
-    for split_code in np.unique(split[split != UNUSED]):
-        for group in np.unique(group_codes[split == split_code]):
-            members = np.flatnonzero((split == split_code) & (group_codes == group))
-            for own_status in (False, True):
-                cells = members[qc_fail[members] == own_status]
-                wanted = True if mode == "same_treatment_fail" else not own_status
-                pool = members[qc_fail[members] == wanted]
-                k = min(len(pool), n_samples)
-                if k == 0 or len(cells) == 0:
-                    continue
-                refs[cells, :k] = pool[rng.integers(0, len(pool), size=(len(cells), k))]
-    return refs
+        return ReferencePools(
+            np.full(n, NO_POOL, np.int32), np.zeros(0, np.int32), np.zeros(1, np.int64),
+            n_samples, key,
+        )  # fmt: skip
+    group_code = pd.factorize(np.asarray(groups), sort=True)[0]
+    fail = np.asarray(qc_fail, dtype=bool)
+    split = np.asarray(split)
+    in_split = split != UNUSED
+    n_groups = int(group_code.max()) + 1
+    n_pools = (int(split.max()) + 1) * n_groups * 2
+
+    def pool_number(status: np.ndarray) -> np.ndarray:
+        """The pool of (split, group, QC status); meaningless for cells of no split."""
+        return (split.astype(np.int64) * n_groups + group_code) * 2 + status
+
+    wanted = True if mode == "same_treatment_fail" else ~fail
+    pool_of_cell = np.where(in_split, pool_number(wanted), NO_POOL).astype(np.int32)
+    drawn_from = np.zeros(n_pools + 1, dtype=bool)  # the last entry is NO_POOL's
+    drawn_from[pool_of_cell] = True
+    own = pool_number(fail)
+    pooled = in_split & drawn_from[np.where(in_split, own, -1)]
+    members = np.flatnonzero(pooled)
+    members = members[np.argsort(own[members], kind="stable")]
+    offsets = np.searchsorted(own[members], np.arange(n_pools + 1))
+    return ReferencePools(pool_of_cell, members.astype(np.int32), offsets, n_samples, key)
 
 
 def reference_medians(

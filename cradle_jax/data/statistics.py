@@ -28,10 +28,10 @@ def log_standardize_stats(source: CountSource, cells: np.ndarray) -> LogStandard
     selected = np.zeros(source.shape[0], dtype=bool)
     selected[cells] = True
     for start, block in source.blocks():
-        rows = np.flatnonzero(selected[start : start + block.shape[0]])
-        logged = block[rows].astype(np.float64).log1p()
-        total += np.asarray(logged.sum(axis=0)).ravel()
-        total_sq += np.asarray(logged.multiply(logged).sum(axis=0)).ravel()
+        rows = block[np.flatnonzero(selected[start : start + block.shape[0]])]
+        logged = np.log1p(rows.data.astype(np.float64))  # log(1 + 0) = 0: non-zeros suffice
+        total += np.bincount(rows.indices, weights=logged, minlength=n_genes)
+        total_sq += np.bincount(rows.indices, weights=logged * logged, minlength=n_genes)
     n = len(cells)
     mean = total / n
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -49,7 +49,7 @@ def counterfactual_vs_prior(
     if not len(controls):
         raise DataError("no QC-pass control cell to start counterfactuals from")
     real_control = data.counts.rows(controls)
-    control_cells = adata[pd.Index(adata.obs_names).get_indexer(data.cell_names[controls])]
+    control_cells = adata[controls]
     cells = counterfactual_counts(
         bundle, control_cells.copy(), [control, *labels], purpose_key(seed, "held_out/cells")
     )

@@ -22,7 +22,7 @@ def test_summary_and_shapes(config):
     n = len(labels_with_pairs(20))
     assert data.dosage.shape == (n, 4)
     assert data.qc.shape == (n, 1)
-    assert data.references.shape == (n, 50)
+    assert data.references.draws(np.arange(n)).shape == (n, 50)
     summary = data.summary()
     assert summary["cells"] == n
     assert summary["perturbations"] == 4
@@ -58,13 +58,14 @@ def test_same_seed_same_bytes_other_seed_differs(config):
     adata = make_adata(labels_with_pairs(20))
     a, b, c = _load(adata, config, 1), _load(adata, config, 1), _load(adata, config, 2)
     assert a.split.tobytes() == b.split.tobytes()
-    assert a.references.tobytes() == b.references.tobytes()
+    every = np.arange(a.n_cells)
+    assert a.references.draws(every).tobytes() == b.references.draws(every).tobytes()
     batch_a = next(iterate_batches(a, "train", 16, seed=1))
     batch_b = next(iterate_batches(b, "train", 16, seed=1))
     assert batch_a.X.tobytes() == batch_b.X.tobytes()
     assert batch_a.cfX.tobytes() == batch_b.cfX.tobytes()
     assert a.split.tobytes() != c.split.tobytes()
-    assert a.references.tobytes() != c.references.tobytes()
+    assert a.references.draws(every).tobytes() != c.references.draws(every).tobytes()
 
 
 def test_backed_file_gives_the_same_batches_as_in_memory(config, tmp_path):
@@ -74,7 +75,8 @@ def test_backed_file_gives_the_same_batches_as_in_memory(config, tmp_path):
     in_memory = _load(ad.read_h5ad(path), config)
     config.backed = True
     backed = load_perturb_data(path, config, 0)
-    assert backed.references.tobytes() == in_memory.references.tobytes()
+    every = np.arange(in_memory.n_cells)
+    assert backed.references.draws(every).tobytes() == in_memory.references.draws(every).tobytes()
     np.testing.assert_array_equal(backed.normalization.mean, in_memory.normalization.mean)
     for x, y in zip(
         iterate_batches(in_memory, "train", 32, seed=0),

@@ -2,7 +2,18 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from cradle_jax.data.references import NO_REFERENCE, reference_medians, sample_references
+from cradle_jax.data.references import (
+    NO_REFERENCE,
+    counter_uniform,
+    reference_medians,
+    reference_pools,
+)
+
+
+def sample_references(groups, fail, split, mode, seed, n_samples=50):
+    """Every cell's draws, (N, n_samples)."""
+    pools = reference_pools(groups, fail, split, mode, seed, n_samples)
+    return pools.draws(np.arange(len(groups)))
 
 
 def _toy(seed=0, n=400):
@@ -92,3 +103,48 @@ def test_lower_median_matches_brute_force_on_sparse_counts(seed):
             np.sort(counts[drawn], axis=0)[(len(drawn) - 1) // 2] if len(drawn) else np.zeros(40)
         )
         np.testing.assert_array_equal(out[i], expected)
+
+
+def test_draws_are_uniform_over_the_pool_and_independent_of_the_batch():
+    n = 3000
+    groups = np.where(np.arange(n) < 2000, "A", "B")
+    fail = np.zeros(n, dtype=bool)
+    fail[[3, 10, 500, 1999, 2500]] = True  # pool of A: 4 fail cells; of B: 1
+    split = np.zeros(n, dtype=np.int8)
+    pools = reference_pools(groups, fail, split, "same_treatment_fail", seed=3, n_samples=8)
+    everyone = pools.draws(np.arange(n))
+    # k = min(pool size, n_samples): 4 draws per A cell, 1 per B cell, the rest padding
+    assert (everyone[:2000, :4] >= 0).all()
+    assert (everyone[:2000, 4:] == NO_REFERENCE).all()
+    assert (everyone[2000:, 0] == 2500).all()
+    assert (everyone[2000:, 1:] == NO_REFERENCE).all()
+    # 8000 draws from a pool of 4: each member near 1/4 (binomial sd 0.005)
+    share = np.bincount(np.searchsorted([3, 10, 500, 1999], everyone[:2000, :4].ravel())) / 8000
+    np.testing.assert_allclose(share, 0.25, atol=0.02)
+    # a cell's draws do not depend on which cells are drawn with it, nor on their order
+    some = np.array([1999, 7, 2500, 7, 42])
+    np.testing.assert_array_equal(pools.draws(some), everyone[some])
+    np.testing.assert_array_equal(pools.draws(some[::-1]), everyone[some[::-1]])
+    assert pools.n_without_reference == 0
+
+
+def test_counter_uniform_is_uniform_and_keyed():
+    u = counter_uniform(np.uint64(12345), np.arange(200_000))
+    assert u.min() >= 0
+    assert u.max() < 1
+    counts = np.histogram(u, bins=20, range=(0, 1))[0]
+    chi2 = ((counts - 10_000) ** 2 / 10_000).sum()
+    assert chi2 < 43.8  # 99.9% quantile of chi-square with 19 degrees of freedom
+    assert abs(np.corrcoef(u[:-1], u[1:])[0, 1]) < 0.01  # neighbouring counters uncorrelated
+    np.testing.assert_array_equal(u[:10], counter_uniform(np.uint64(12345), np.arange(10)))
+    assert not np.array_equal(u[:10], counter_uniform(np.uint64(12346), np.arange(10)))
+
+
+def test_cells_of_no_split_and_empty_pools_count_as_without_reference():
+    groups, fail, split = _toy()
+    pools = reference_pools(groups, fail, split, "same_treatment_fail", seed=0)
+    draws = pools.draws(np.arange(len(groups)))
+    assert pools.n_without_reference == int((draws[:, 0] == NO_REFERENCE).sum())
+    assert pools.n_without_reference >= int(
+        (split == -1).sum() + ((groups == "C") & (split >= 0)).sum()
+    )

@@ -11,6 +11,9 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from cradle_jax.data.config import data_config
+from cradle_jax.data.dataset import load_perturb_data
+from cradle_jax.data.errors import DataError
 from tests.reliability.builders import FAST, tiny_adata, with_counts, write
 from tests.reliability.harness import assert_user_error, run_cli, snapshot
 from tests.train.conftest import cli_overrides
@@ -238,3 +241,19 @@ def test_malformed_data_gets_one_named_error_and_writes_nothing(name, command, t
     outcome = run_cli(*command_line(command, path, case.settings, tmp_path / "run"))
     assert_user_error(outcome, *case.expect)
     assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("name", sorted(DATA_CASES))
+def test_backed_reading_gives_the_same_errors(name, tmp_path):
+    """The backed loader reads the file itself (obs column by column), not through anndata: it
+    must refuse every malformed file with the same named error as the in-memory loader."""
+    case = DATA_CASES[name]
+    path = case.make(tmp_path)
+    config = data_config()
+    config.update({**case.settings, "backed": True})
+    with pytest.raises(DataError) as raised:
+        load_perturb_data(path, config, seed=0)
+    message = str(raised.value)
+    assert "\n" not in message
+    for fragment in case.expect:
+        assert fragment in message

@@ -1,0 +1,124 @@
+"""Backed loading reads obs itself and precomputes reference medians on disk: it must give what
+the in-memory loader gives, field by field and batch by batch."""
+
+import gc
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+
+from cradle_jax.data import counterfactual_rows
+from cradle_jax.data.backed_file import BackedH5ad
+from cradle_jax.data.batches import iterate_batches
+from cradle_jax.data.dataset import load_perturb_data
+from cradle_jax.data.references import reference_medians
+from tests.conftest import labels_with_pairs, make_adata
+
+
+def _both(adata: ad.AnnData, config, tmp_path, seed=0):
+    path = tmp_path / "d.h5ad"
+    adata.write_h5ad(path)
+    in_memory = load_perturb_data(ad.read_h5ad(path), config, seed)
+    config.backed = True
+    return in_memory, load_perturb_data(path, config, seed)
+
+
+def _with_split_and_groups(adata: ad.AnnData) -> ad.AnnData:
+    rng = np.random.default_rng(1)
+    adata.obs["split"] = rng.choice(["train", "val", "test", None], size=adata.n_obs)
+    adata.obs["batch"] = rng.choice(["b1", "b2"], size=adata.n_obs)
+    return adata
+
+
+@pytest.mark.parametrize(
+    ("settings", "qc_in_obs"),
+    [
+        ({}, True),
+        ({"references": "opposite_label", "qc_mode": "each"}, True),
+        ({"split": "column", "reference_group_key": "batch", "n_reference_samples": 7}, True),
+        ({"qc_doublets": False}, False),  # QC metrics computed in row blocks, names from disk
+    ],
+)
+def test_backed_loading_equals_in_memory(config, tmp_path, settings, qc_in_obs):
+    config.update(settings)
+    adata = _with_split_and_groups(make_adata(labels_with_pairs(25), qc_in_obs=qc_in_obs))
+    in_memory, backed = _both(adata, config, tmp_path, seed=3)
+    for field in ("labels", "qc", "split", "library_size", "gene_names"):
+        np.testing.assert_array_equal(getattr(backed, field), getattr(in_memory, field))
+    assert (backed.dosage != in_memory.dosage).nnz == 0
+    pd.testing.assert_frame_equal(backed.qc_metrics.table, in_memory.qc_metrics.table)
+    assert backed.summary() == in_memory.summary()
+    assert backed.summary()["cells_without_reference"] < backed.n_cells
+    for split in ("train", "test"):
+        for x, y in zip(
+            iterate_batches(in_memory, split, 16, seed=0),
+            iterate_batches(backed, split, 16, seed=0),
+            strict=True,
+        ):
+            assert x.X.tobytes() == y.X.tobytes()
+            assert x.cfX.tobytes() == y.cfX.tobytes()
+    backed.counts.close()
+
+
+def test_medians_on_disk_match_medians_of_the_draws_across_chunks(config, tmp_path, monkeypatch):
+    """Pools bigger than one dense chunk are written in several appends; every cell's row is
+    still the lower median of its own draws."""
+    monkeypatch.setattr(counterfactual_rows, "DENSE_CHUNK_VALUES", 5 * 12)  # 5 cells per chunk
+    adata = make_adata(labels_with_pairs(30), fail_fraction=0.5)
+    in_memory, backed = _both(adata, config, tmp_path)
+    cells = np.arange(backed.n_cells)
+    dense = in_memory.counts.matrix.toarray()
+    expected = reference_medians(
+        in_memory.references.draws(cells), lambda rows: in_memory.counts.rows(rows), 12
+    )
+    np.testing.assert_array_equal(backed.counterfactual.rows(cells), expected)
+    draws = backed.references.draws(cells[:3])
+    for row, drawn in zip(backed.counterfactual.rows(cells[:3]), draws, strict=True):
+        drawn = drawn[drawn >= 0]
+        np.testing.assert_array_equal(row, np.sort(dense[drawn], 0)[(len(drawn) - 1) // 2])
+    backed.counts.close()
+
+
+def test_the_medians_file_goes_with_the_data(config, tmp_path):
+    adata = make_adata(labels_with_pairs(10))
+    adata.write_h5ad(tmp_path / "d.h5ad")
+    config.backed = True
+    data = load_perturb_data(tmp_path / "d.h5ad", config, 0)
+    next(iterate_batches(data, "train", 8, seed=0))
+    folder = data.counterfactual._store.path.parent
+    assert folder.is_dir()
+    data.counts.close()
+    del data
+    gc.collect()
+    assert not folder.exists()
+
+
+def test_lazy_obs_reads_columns_and_name_blocks(tmp_path):
+    adata = make_adata(["non-targeting", "A", "A+B", "B"] * 3)
+    adata.obs["flag"] = [True, False] * 6
+    adata.obs["score"] = np.arange(12, dtype=np.float32)
+    adata.write_h5ad(tmp_path / "d.h5ad")
+    with BackedH5ad(tmp_path / "d.h5ad") as file:
+        obs = file.obs
+        assert len(obs) == 12
+        assert list(obs.columns) == list(adata.obs.columns)
+        for column in ("perturbation", "flag", "score", "pct_counts_mt"):
+            np.testing.assert_array_equal(np.asarray(obs[column]), np.asarray(adata.obs[column]))
+        np.testing.assert_array_equal(obs.names(slice(3, 6)), adata.obs_names[3:6])
+        np.testing.assert_array_equal(file.obs_names[np.arange(4, 9)], adata.obs_names[4:9])
+        assert list(file.var_names) == list(adata.var_names)
+        assert len(obs.duplicated_names()) == 0
+        with pytest.raises(KeyError):
+            obs["nope"]
+
+
+def test_duplicate_names_are_found_across_name_blocks(tmp_path, monkeypatch):
+    from cradle_jax.data import backed_file
+
+    monkeypatch.setattr(backed_file, "NAME_BLOCK", 4)
+    adata = make_adata(["non-targeting", "A"] * 6)
+    adata.obs_names = [f"c{i}" for i in range(11)] + ["c2"]
+    adata.write_h5ad(tmp_path / "d.h5ad")
+    with BackedH5ad(tmp_path / "d.h5ad") as file:
+        assert list(file.obs.duplicated_names()) == ["c2"]
