@@ -132,10 +132,12 @@ def reference_pools(
     in_split = split != UNUSED
     n_groups = int(group_code.max()) + 1
     n_pools = (int(split.max()) + 1) * n_groups * 2
+    index_type = np.int32 if n_pools < 2**31 else np.int64  # per-cell arrays: keep them small
+    group_code = group_code.astype(index_type)
 
     def pool_number(status: np.ndarray) -> np.ndarray:
         """The pool of (split, group, QC status); meaningless for cells of no split."""
-        return (split.astype(np.int64) * n_groups + group_code) * 2 + status
+        return (split.astype(index_type) * n_groups + group_code) * 2 + status
 
     wanted = True if mode == "same_treatment_fail" else ~fail
     pool_of_cell = np.where(in_split, pool_number(wanted), NO_POOL).astype(np.int32)
