@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpyro.distributions as dist
 
 from cradle_jax.models.config import COMPUTE_DTYPES, INITS, LIKELIHOODS
-from cradle_jax.models.distributions import GeneNegativeBinomial
+from cradle_jax.models.distributions import LogitsNegativeBinomial
 
 LEAKY_SLOPE = 0.01  # PyTorch's nn.LeakyReLU default
 
@@ -204,9 +204,9 @@ class LikelihoodMLP(nn.Module):
                 raise ValueError("likelihood 'library_nb' needs the library size `library`")
             library = jnp.ones(cell_shape, h.dtype)
         library = jnp.broadcast_to(jnp.asarray(library, h.dtype), cell_shape)
-        mu = library[..., None] * jax.nn.softmax(logits, axis=-1)
         theta = jnp.exp(log_theta)
-        rate = jnp.maximum(theta / (mu + NB_MEAN_OFFSET), RATE_FLOOR)
         # The data layer has checked that the counts are non-negative integers; NumPyro's
         # per-element support check would add a pass over every (particle, cell, gene) value.
-        return GeneNegativeBinomial(theta, rate, validate_args=False)
+        return LogitsNegativeBinomial(
+            logits, library, theta, NB_MEAN_OFFSET, RATE_FLOOR, validate_args=False
+        )

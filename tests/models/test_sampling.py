@@ -1,0 +1,245 @@
+"""The vectorised Gamma, Poisson and Gamma–Poisson samplers (`cradle_jax.models.sampling`) against
+SciPy's distributions, Random123's Philox test vectors and NumPy; determinism, shapes, extremes,
+jit/vmap and NumPyro handlers for `GeneNegativeBinomial.sample`.
+
+Goodness of fit: a chi-square test on at most 40 bins of roughly equal probability, or a KS
+test, with fixed keys, each required to give p > 1e-3; empirical means and variances within 5
+standard errors (SE from the distribution's own variance and kurtosis). Each sampler is compiled
+for one shape, all parameter values of a test in the columns of one array.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+from numpyro import handlers
+from scipy import stats
+
+from cradle_jax.models import sampling
+from cradle_jax.models.distributions import GeneNegativeBinomial
+
+P_MIN = 1e-3  # goodness-of-fit tests must not reject at this level
+N_SE = 5.0  # moments within this many standard errors
+
+
+def chi_square_p(samples: np.ndarray, reference) -> float:
+    """p-value of a chi-square test of integer samples against a frozen SciPy discrete
+    distribution, on bins cut at its distinct 40-quantiles (each tail beyond them one bin)."""
+    edges = np.unique(reference.ppf(np.linspace(0.0, 1.0, 41)[1:-1]))
+    cdf = np.concatenate([[0.0], reference.cdf(edges), [1.0]])
+    expected = np.diff(cdf) * samples.size
+    observed = np.bincount(np.searchsorted(edges, samples), minlength=edges.size + 1)
+    statistic = np.sum((observed - expected) ** 2 / expected)
+    return stats.chi2.sf(statistic, df=edges.size)
+
+
+def assert_moments(samples: np.ndarray, reference) -> None:
+    """Mean and variance within N_SE standard errors of the reference's."""
+    mean, var, _, excess_kurtosis = (float(m) for m in reference.stats(moments="mvsk"))
+    n = samples.size
+    x = samples.astype(np.float64)
+    assert abs(x.mean() - mean) < N_SE * np.sqrt(var / n)
+    assert abs(x.var() - var) < N_SE * var * np.sqrt((excess_kurtosis + 2.0) / n)
+
+
+@jax.jit
+def gamma_columns(key, alpha):
+    return sampling.sample_gamma(key, alpha, (40_000, 6))
+
+
+@jax.jit
+def poisson_columns(key, rate):
+    return sampling.sample_poisson(key, rate, (40_000, 8))
+
+
+@jax.jit
+def nb_columns(key, theta, rate):
+    return sampling.sample_gamma_poisson(key, theta, rate, (50_000, 6))
+
+
+def test_philox_matches_random123_known_answers():
+    """The Philox-4x32-10 known-answer vectors of Random123 (kat_vectors)."""
+    cases = [
+        ((0, 0), (0, 0, 0, 0), (0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8)),
+        ((0xFFFFFFFF,) * 2, (0xFFFFFFFF,) * 4, (0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD)),
+        (
+            (0xA4093822, 0x299F31D0),
+            (0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344),
+            (0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1),
+        ),
+    ]
+    for key, counter, expected in cases:
+        out = sampling.philox4x32(
+            tuple(jnp.uint32(k) for k in key), tuple(jnp.uint32(c) for c in counter)
+        )
+        assert [int(x) for x in out] == list(expected)
+
+
+def test_high_word_matches_a_64_bit_product():
+    x = np.random.default_rng(0).integers(0, 2**32, 10_000, dtype=np.uint64)
+    x[:3] = [0, 1, 2**32 - 1]
+    for constant in (0xD2511F53, 0xCD9E8D57, 0xFFFFFFFF):
+        expected = (x * np.uint64(constant)) >> np.uint64(32)
+        got = sampling.high_word(np.uint32(constant), jnp.asarray(x.astype(np.uint32)))
+        np.testing.assert_array_equal(np.asarray(got), expected.astype(np.uint32))
+
+
+def test_uniforms_and_normals_from_words():
+    words = jnp.array([0, 511, 512, 2**32 - 1], jnp.uint32)
+    np.testing.assert_array_equal(
+        sampling.open_uniform(words), np.array([0.5, 0.5, 1.5, 2**23 - 0.5]) / 2**23
+    )
+    u = np.asarray(sampling.open_uniform(words), np.float64)
+    np.testing.assert_allclose(
+        sampling.standard_normal(words), stats.norm.ppf(u), rtol=1e-4, atol=1e-5
+    )
+
+
+def test_first_unfinished_and_prefix_sums_match_numpy():
+    rng = np.random.default_rng(0)
+    done = rng.random(10_001) < 0.9
+    expected = np.flatnonzero(~done)
+    first_unfinished = jax.jit(sampling.first_unfinished, static_argnums=1)
+    for size in (expected.size - 100, expected.size + 100):
+        index = np.asarray(first_unfinished(jnp.asarray(done), size))
+        padded = np.full(size, done.size)
+        padded[: min(size, expected.size)] = expected[:size]
+        np.testing.assert_array_equal(index, padded)
+    x = rng.integers(0, 2**18, 5000).astype(np.int32)  # totals beyond 2²⁴: the int32 path
+    sums = jax.jit(sampling.prefix_sums, static_argnums=1)(jnp.asarray(x), 2**18)
+    np.testing.assert_array_equal(sums, np.cumsum(x))
+
+
+def test_gamma_matches_scipy():
+    alpha = np.array([0.1, 0.3, 1.0, 2.5, 30.0, 1e4], np.float32)  # P(G < 2⁻¹²⁶) < 2e-4
+    g = np.asarray(gamma_columns(jax.random.key(1), jnp.asarray(alpha)))
+    assert g.dtype == np.float32
+    assert np.all(np.isfinite(g))
+    assert np.all(g >= 0)
+    for j, a in enumerate(alpha):
+        reference = stats.gamma(float(a))
+        assert stats.kstest(g[:, j], reference.cdf).pvalue > P_MIN, a
+        assert_moments(g[:, j], reference)
+
+
+def test_gamma_of_tiny_concentration_matches_scipy_cdf():
+    """α = 1e-3: most values underflow float32 (P(G < 1e-38) ≈ 0.92), so the cdf is checked at
+    representable points, each fraction within N_SE binomial standard errors."""
+    g = np.asarray(gamma_columns(jax.random.key(2), jnp.asarray(np.full(6, 1e-3, np.float32))))
+    assert np.all(np.isfinite(g))
+    assert np.all(g >= 0)
+    for t in (1e-30, 1e-8, 1e-3, 0.1):
+        p = stats.gamma(1e-3).cdf(t)
+        assert abs(np.mean(g <= t) - p) < N_SE * np.sqrt(p * (1 - p) / g.size), t
+
+
+def test_poisson_matches_scipy():
+    """Both sides of λ = 10 (inversion below, PTRS from there) and large λ."""
+    rate = np.array([0.02, 0.7, 3.0, 9.99, 10.0, 37.0, 1e3, 1e5], np.float32)
+    x = np.asarray(poisson_columns(jax.random.key(3), jnp.asarray(rate)))
+    assert x.dtype == np.float32
+    np.testing.assert_array_equal(x, np.round(x))
+    for j, lam in enumerate(rate):
+        reference = stats.poisson(float(lam))
+        assert chi_square_p(x[:, j], reference) > P_MIN, lam
+        assert_moments(x[:, j], reference)
+    assert chi_square_p(x[:, 5], stats.poisson(37.0 * 1.02)) < P_MIN  # the test has power
+
+
+def test_poisson_of_zero_rate_is_zero():
+    x = poisson_columns(jax.random.key(4), jnp.asarray([0.0, 5.0] * 4, jnp.float32))
+    assert np.all(np.asarray(x)[:, ::2] == 0)
+
+
+def test_stirling_log_pmf_matches_scipy():
+    """float32 log-pmf of PTRS's acceptance test against SciPy's float64, ±6σ around λ and the
+    tabulated k < 10; the naive k log λ − λ − lgamma(k + 1) errs by ~0.1 at λ = 10⁵."""
+    lam = np.array([10.0, 1e3, 1e5, 2.0**23], np.float32)[:, None]
+    k = np.floor(np.maximum(lam + np.linspace(-6, 6, 97) * np.sqrt(lam), 0.0))
+    k = np.concatenate([np.broadcast_to(np.arange(10.0), (4, 10)), k], axis=1).astype(np.float32)
+    ours = np.asarray(jax.jit(sampling.poisson_log_pmf)(jnp.asarray(k), jnp.asarray(lam)))
+    expected = stats.poisson.logpmf(k, lam)
+    near = k > lam - 6.5 * np.sqrt(lam)
+    np.testing.assert_allclose(ours[near], expected[near], atol=2e-3, rtol=1e-5)
+    assert np.all(ours[~near] < -5)
+
+
+NB_GRID = [(1e-3, 5.0), (0.3, 0.5), (1.0, 5.0), (2.0, 100.0), (50.0, 30.0), (1e4, 3.0)]
+
+
+def test_gamma_poisson_matches_scipy_nbinom():
+    """NB(θ, μ) as SciPy's nbinom(n = θ, p = θ / (θ + μ)). At θ = 50, μ = 30 nearly every λ is
+    ≥ 10, left by the first try to PTRS: with that column a sixth of the array, more elements
+    are unfinished than the first retry buffer holds."""
+    theta = np.array([t for t, _ in NB_GRID], np.float32)
+    mean = np.array([m for _, m in NB_GRID], np.float32)
+    x = np.asarray(nb_columns(jax.random.key(5), jnp.asarray(theta), jnp.asarray(theta / mean)))
+    np.testing.assert_array_equal(x, np.round(x))
+    for j, (t, m) in enumerate(NB_GRID):
+        reference = stats.nbinom(t, t / (t + m))
+        assert chi_square_p(x[:, j], reference) > P_MIN, (t, m)
+        assert_moments(x[:, j], reference)
+    assert chi_square_p(x[:, 2], stats.nbinom(1.0, 1.0 / 6.25)) < P_MIN  # μ 5 → 5.25 is seen
+
+
+def test_same_key_same_samples_other_key_other_samples():
+    theta, rate = jnp.ones(6, jnp.float32), jnp.full(6, 0.2, jnp.float32)
+    a = np.asarray(nb_columns(jax.random.key(6), theta, rate))
+    np.testing.assert_array_equal(a, nb_columns(jax.random.key(6), theta, rate))
+    assert np.mean(a != np.asarray(nb_columns(jax.random.key(7), theta, rate))) > 0.5
+
+
+def test_zero_mean_and_extreme_parameters_give_finite_counts():
+    """θ from 1e-3 to 1e4, μ from 0 to 1e12 (λ capped at 2²³): finite non-negative integers."""
+    mean = np.array([0.0, 1e-6, 1.0, 1e4, 1e6, 1e12], np.float32)
+    for theta in (1e-3, 1.0, 1e4):
+        with np.errstate(divide="ignore"):
+            rate = jnp.asarray(np.float32(theta) / mean)
+        x = np.asarray(nb_columns(jax.random.key(8), jnp.full(6, theta, jnp.float32), rate))
+        assert np.all(np.isfinite(x)), theta
+        assert np.all(x >= 0), theta
+        np.testing.assert_array_equal(x, np.round(x))
+        assert np.all(x[:, 0] == 0)
+        assert np.all(x[:, 5] <= sampling.MAX_POISSON_RATE * 1.01)
+    assert abs(x[:, 4].mean() / 1e6 - 1) < 1e-3  # θ = 1e4, μ = 1e6: sd of the mean 1e-4·μ
+
+
+def test_distribution_sample_shape_dtype_and_numpyro_handlers():
+    theta = jnp.asarray([0.5, 2.0, 8.0])
+    rate = jnp.full((2, 4, 3), 0.25)
+    d = GeneNegativeBinomial(theta, rate)
+    x = jax.jit(d.sample, static_argnums=1)(jax.random.key(9), (5,))
+    assert x.shape == (5, 2, 4, 3)
+    assert x.dtype == jnp.float32
+    assert np.all(np.asarray(x) >= 0)
+
+    def model():
+        return numpyro.sample("x", GeneNegativeBinomial(theta, rate))
+
+    @jax.jit
+    def seeded(key):
+        return handlers.trace(handlers.seed(model, key)).get_trace()["x"]["value"]
+
+    value = seeded(jax.random.key(10))
+    assert value.shape == (2, 4, 3)
+    assert value.dtype == jnp.float32
+    np.testing.assert_array_equal(value, seeded(jax.random.key(10)))
+    assert np.any(np.asarray(value) != np.asarray(seeded(jax.random.key(11))))
+    given = jnp.arange(24.0).reshape(2, 4, 3)
+    substituted = handlers.seed(handlers.substitute(model, data={"x": given}), 0)
+    np.testing.assert_array_equal(substituted(), given)
+
+
+def test_jit_and_vmap_give_the_samples_of_each_key():
+    """vmap over keys (the while loops then run until every key's elements are done) gives
+    each key's own samples; one level of retry buffers is used (4,000 > MIN_SIZE)."""
+    theta, rate = jnp.asarray([0.4, 3.0]), jnp.asarray([0.05, 0.3])
+
+    def draw(key):
+        return sampling.sample_gamma_poisson(key, theta, rate, (2000, 2))
+
+    keys = jax.random.split(jax.random.key(12), 3)
+    batched = np.asarray(jax.jit(jax.vmap(draw))(keys))
+    for i in range(3):
+        np.testing.assert_array_equal(batched[i], jax.jit(draw)(keys[i]))
+    assert not np.array_equal(batched[0], batched[1])
