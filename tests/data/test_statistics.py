@@ -19,7 +19,7 @@ def test_log_standardize_stats_match_numpy_on_training_rows_only():
 
 def test_log_standardize_stats_across_row_blocks():
     rng = np.random.default_rng(1)
-    x = rng.poisson(1.0, size=(50_000, 3)).astype(np.float32)  # > one 16384-row block
+    x = rng.poisson(1.0, size=(50_000, 3)).astype(np.float32)  # > one ROW_BLOCK
     cells = np.arange(0, 50_000, 3)
     stats = log_standardize_stats(InMemoryCounts(sp.csr_matrix(x)), cells)
     np.testing.assert_allclose(stats.mean, np.log1p(x[cells].astype(np.float64)).mean(0), rtol=1e-6)
