@@ -69,7 +69,7 @@ lint: $(STAMP)
 
 # Speed, measured (issue 9): the train step at both published configs (fp32, and bf16 products),
 # evaluation, and one epoch over backed files of 100k and 1M cells (peak memory must stay flat).
-# About 20 minutes on 2 cores; the 1M-cell file (1 GB) is written once into BENCH_DIR. The model
+# About 15 minutes on 2 cores; the 1M-cell file (1 GB) is written once into BENCH_DIR. The model
 # ATE runs at the evaluation's full size (2,500 particles x 101 labels, twice).
 BENCH_DIR ?= runs/bench
 bench: $(STAMP)
