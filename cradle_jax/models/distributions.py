@@ -117,7 +117,7 @@ class GeneNegativeBinomial(GammaPoisson):
 
     def sample(self, key, sample_shape=()):
         """Counts of shape sample_shape + batch_shape, float32: the Gamma-then-Poisson draw of
-        NumPyro's `GammaPoisson.sample`, exact, about 45× faster on a CPU
+        NumPyro's `GammaPoisson.sample`, exact, about 40× faster on a CPU
         (`cradle_jax.models.sampling`)."""
         shape = tuple(sample_shape) + self.batch_shape
         return sample_gamma_poisson(key, self.concentration, self.rate, shape)
