@@ -159,6 +159,7 @@ def evaluate(
     }
     if reference.true_ate is not None:
         metrics["truth"] = truth_metrics(reference.true_ate, model, reference.true_top)
+        metrics["truth_by_split"] = _truth_by_split(reference, model)
     qc_labels = [bundle.vocabulary.control_label, *labels]
     generated, rates = _generated_qc(
         bundle, qc_labels, eval_cfg.qc_cells, EVAL_LIBRARY, eval_cfg, seed, "evaluate/qc"
@@ -190,6 +191,17 @@ def evaluate(
     tables = {"labels": np.asarray(labels), "model_ate": model, "data_ate": observed}
     tables.update({f"baseline_{name}_ate": t for name, t in reference.baseline_ate.items()})
     return _json_safe(metrics), tables, generated
+
+
+def _truth_by_split(reference: DataReference, model: np.ndarray) -> dict[str, dict]:
+    """Planted-truth metrics on each split's labels (e.g. the unseen pairs of `test`)."""
+    result = {}
+    for split in SPLITS[1:]:
+        rows = [reference.labels.index(label) for label in reference.labels_by_split[split]]
+        if rows:
+            top = {k: sets[rows] for k, sets in reference.true_top.items()}
+            result[split] = truth_metrics(reference.true_ate[rows], model[rows], top)
+    return result
 
 
 def write_results(metrics: dict, tables: dict[str, np.ndarray], directory: str | Path) -> Path:
@@ -274,4 +286,7 @@ def report(metrics: dict) -> str:
         lines.append(f"baseline {name} ({metrics['headline']['split']} split): {scores}")
     for key, value in metrics.get("truth", {}).items():
         lines.append(f"planted truth {key}: {_number(value)}")
+    for split, values in metrics.get("truth_by_split", {}).items():
+        scores = ", ".join(f"{key} {_number(value)}" for key, value in values.items())
+        lines.append(f"planted truth ({split} split): {scores}")
     return "\n".join(lines)

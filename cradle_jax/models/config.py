@@ -45,7 +45,11 @@ class ModelConfig:
     compute_dtype: str = "float32"
     mask_prior_prob: float = 0.01
     embedding_prior_scale: float = 1.0
-    mask_init_logits: float = 0.0
+    # Masks start on (σ(3) = 0.95), not at the original's coin flip (0): from 0 every particle
+    # uses a random half of the dims, the offset dᵀ(M⊙E) is noise the decoder learns to ignore
+    # and the basal encoder absorbs the effects, which generation from the prior then misses
+    # (docs/decisions.md#masks-start-on).
+    mask_init_logits: float = 3.0
     gs_temperature: float = 1.0
     # SVAE+: Beta(a, b) prior on the mask probabilities; b = 5 is the middle of the SAMS-VAE
     # paper's sweep {2, 5, 10} with a = 1.

@@ -24,6 +24,7 @@ def train_config() -> ml_collections.ConfigDict:
     c.batch_size = 512  # global batch; must divide by the device count
     c.learning_rate = 3e-4
     c.weight_decay = 1e-6  # coupled L2, added to the gradient before Adam
+    c.mask_lr_scale = 10.0  # the mask logits' learning rate / learning_rate (see make_optimizer)
     c.clip_norm = 100.0
     c.max_epochs = 2000
     c.max_steps = 0  # stop after this many steps; 0 = no limit
@@ -57,6 +58,7 @@ TRAIN_MINIMA = {
     "iwelbo_batch_size": 1,
     "prefetch_batches": 0,
     "weight_decay": 0,
+    "mask_lr_scale": 0,
     "learning_rate": 0,  # 0 freezes the parameters (a test of early stopping does)
 }
 

@@ -15,16 +15,33 @@ from cradle_jax.train.mesh import replicated, row_sharded
 from cradle_jax.train.objective import LossConfig, training_loss
 from cradle_jax.train.state import TrainState
 
+MASK_LOGITS = "mask_logits"
+
 
 def make_optimizer(
-    learning_rate: float, weight_decay: float = 1e-6, clip_norm: float = 100.0
+    learning_rate: float,
+    weight_decay: float = 1e-6,
+    clip_norm: float = 100.0,
+    mask_lr_scale: float = 1.0,
 ) -> optax.GradientTransformation:
-    """Global-norm clipping, coupled L2 added to the gradient before Adam (torch's Adam), Adam."""
+    """Global-norm clipping, coupled L2 added to the gradient before Adam (torch's Adam), Adam;
+    the mask logits' Adam steps are `mask_lr_scale` times larger.
+
+    Adam moves a parameter by about the learning rate per step whatever its gradient's size, so
+    a free logit starting at 0 needs ~|φ|/lr steps to decide its mask: at lr 1e-3, thousands of
+    steps before a mask is off or on rather than a coin flip per particle. The network weights
+    need no such reach, hence a separate scale for the logits alone.
+    """
     return optax.chain(
         optax.clip_by_global_norm(clip_norm),
         optax.add_decayed_weights(weight_decay),
         optax.adam(learning_rate),
+        optax.masked(optax.scale(mask_lr_scale), _mask_logits_only),
     )
+
+
+def _mask_logits_only(params: dict) -> dict:
+    return {name: name == MASK_LOGITS for name in params}
 
 
 def make_train_step(

@@ -34,7 +34,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.loss.alpha = "split"
     config.loss.beta = 0.1
     config.train.batch_size = 256
-    config.train.learning_rate = 1e-3
+    config.train.learning_rate = 3e-3
     config.train.max_epochs = 40
     config.train.patience = 10
     config.train.checkpoint_every_steps = 200

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from cradle_jax.data.dataset import load_perturb_data
+from cradle_jax.data.splits import SPLIT_CODES
 from cradle_jax.evaluate.metrics import ate_metrics
 from cradle_jax.evaluate.run import TABLES_NAME, data_reference, evaluate, report, write_results
 from cradle_jax.train.bundle import load_workdir
@@ -43,6 +44,26 @@ def test_every_metric_is_reported_per_split_with_the_headline_on_test(evaluated)
     }  # fmt: skip
     text = report(metrics)
     assert text.startswith("headline (test split): ATE_pearsonr")
+
+
+def test_planted_truth_is_also_scored_on_each_splits_labels(trained, evaluated):
+    """The test split's truth ρ is that of its rows alone (the unseen pairs), by hand."""
+    metrics, tables = evaluated
+    config = load_workdir(trained).config
+    data = load_perturb_data(config.data.path, config.data, config.seed)
+    truth = dict(np.load(config.data.path.replace(".h5ad", ".truth.npz"), allow_pickle=True))
+    planted = [str(label) for label in truth["labels"]]
+    labels = [str(label) for label in tables["labels"]]
+    held_out = set(data.labels[data.split == SPLIT_CODES["test"]].astype(str))
+    test = [i for i, label in enumerate(labels) if label in held_out]
+    assert test
+    assert all("+" in labels[i] for i in test)  # the unseen pairs
+    true_ate = truth["true_ate"][[planted.index(labels[i]) for i in test]]
+    expected = np.corrcoef(true_ate.ravel(), tables["model_ate"][test].ravel())[0, 1]
+    got = metrics["truth_by_split"]["test"]["truth_ATE_pearsonr"]
+    assert got == pytest.approx(expected, rel=1e-5)
+    assert set(metrics["truth_by_split"]["test"]) == set(metrics["truth"])
+    assert "planted truth (test split): truth_ATE_pearsonr" in report(metrics)
 
 
 def test_the_all_split_metrics_are_those_of_the_saved_tables(evaluated, tmp_path):

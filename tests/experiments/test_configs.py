@@ -33,12 +33,13 @@ COMMON = {
     "model.embedding_encoder_n_hidden": 400,
     "model.embedding_prior_scale": 1.0,
     "model.gs_temperature": 1.0,
-    "model.mask_init_logits": 0.0,
+    "model.mask_init_logits": 3.0,  # ours, not the published 0 (docs/decisions.md#masks-start-on)
     "model.n_particles": 5,
     "loss.alpha": "batch",
     "loss.cf_kl": "reference",
     "train.batch_size": 512,
     "train.weight_decay": 1e-6,
+    "train.mask_lr_scale": 10.0,  # ours (docs/decisions.md#mask-learning-rate)
     "train.clip_norm": 100.0,
     "train.max_epochs": 2000,
     "train.checkpoint_every_steps": 2000,

@@ -18,3 +18,26 @@ def test_optimizer_clips_then_adds_coupled_decay_before_adam():
     np.testing.assert_allclose(updates["w"], expected, rtol=1e-5)
     # the decay flipped the second gradient's sign: it acted before Adam, not after
     assert float(updates["w"][1]) > 0
+
+
+def test_mask_logits_take_scaled_adam_steps_and_other_parameters_do_not():
+    """With mask_lr_scale s the mask logits' first Adam step is −s·lr·sign(g), every other
+    parameter's −lr·sign(g), nested parameters included."""
+    lr, scale = 0.01, 10.0
+    params = {
+        "mask_logits": jnp.zeros((2, 3)),
+        "decoder$params": {"kernel": jnp.zeros((3,))},
+        "E_loc": jnp.zeros((2,)),
+    }
+    grads = {
+        "mask_logits": jnp.full((2, 3), 0.5),
+        "decoder$params": {"kernel": jnp.array([1.0, -2.0, 3.0])},
+        "E_loc": jnp.array([-4.0, 5.0]),
+    }
+    optimizer = make_optimizer(lr, weight_decay=0.0, mask_lr_scale=scale)
+    updates, _ = optimizer.update(grads, optimizer.init(params), params)
+    np.testing.assert_allclose(updates["mask_logits"], np.full((2, 3), -scale * lr), rtol=1e-5)
+    np.testing.assert_allclose(
+        updates["decoder$params"]["kernel"], -lr * np.array([1.0, -1.0, 1.0]), rtol=1e-5
+    )
+    np.testing.assert_allclose(updates["E_loc"], -lr * np.array([-1.0, 1.0]), rtol=1e-5)
