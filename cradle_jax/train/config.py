@@ -13,6 +13,7 @@ def loss_config() -> ml_collections.ConfigDict:
     """α mode, cf-KL form and β (§3.2, §3.4; A1)."""
     c = ml_collections.ConfigDict()
     c.alpha = "batch"  # batch | split | off | a number, e.g. "0.2"
+    c.alpha_scope = "reconstruction"  # what the α class weight scales: reconstruction | cell
     c.cf_kl = "reference"  # reference | exact | none
     c.beta = 0.5
     return c
@@ -43,7 +44,9 @@ def resolve_loss_config(loss: ml_collections.ConfigDict) -> LossConfig:
     if isinstance(alpha, str):
         with contextlib.suppress(ValueError):
             alpha = float(alpha)
-    return LossConfig(alpha=alpha, cf_kl=loss.cf_kl, beta=float(loss.beta))
+    return LossConfig(
+        alpha=alpha, cf_kl=loss.cf_kl, beta=float(loss.beta), alpha_scope=loss.alpha_scope
+    )
 
 
 # The least value of each run-control field: 0 switches max_steps, patience and the IWELBO off.

@@ -20,22 +20,37 @@ from cradle_jax.models.families import Family, family_of
 from cradle_jax.models.sites import SiteWeights
 
 ALPHA_MODES = ("batch", "split", "off")
+ALPHA_SCOPES = ("reconstruction", "cell")
 CF_KL_FORMS = ("reference", "exact", "none")
 
 
 @dataclass(frozen=True)
 class LossConfig:
-    """α mode (`batch`, `split`, `off` or a float), cf-KL form and its weight β."""
+    """α mode (`batch`, `split`, `off` or a float), what the α class weight scales, cf-KL form
+    and its weight β.
+
+    alpha_scope `reconstruction` (the original): the class weight multiplies each cell's
+    likelihood only, so pass cells (weight α, the fail share) keep their full z_b KL, a β-VAE
+    with β = 1/α that collapses the basal posterior. `cell`: it multiplies the cell's whole ELBO
+    term (likelihood and z_b KL), normalised to mean 1 over the batch's cells, so the classes
+    stay balanced without tilting any cell's likelihood against its prior
+    (docs/decisions.md#class-weight-scope).
+    """
 
     alpha: str | float = "batch"
     cf_kl: str = "reference"
     beta: float = 0.5
+    alpha_scope: str = "reconstruction"
 
     def __post_init__(self) -> None:
         if not isinstance(self.alpha, float | int) and self.alpha not in ALPHA_MODES:
             raise ValueError(f"loss.alpha must be one of {ALPHA_MODES} or a number: {self.alpha!r}")
         if self.cf_kl not in CF_KL_FORMS:
             raise ValueError(f"loss.cf_kl must be one of {CF_KL_FORMS}, got {self.cf_kl!r}")
+        if self.alpha_scope not in ALPHA_SCOPES:
+            raise ValueError(
+                f"loss.alpha_scope must be one of {ALPHA_SCOPES}, got {self.alpha_scope!r}"
+            )
 
 
 def class_weight(
@@ -79,10 +94,14 @@ def site_weights(
         alpha, gamma = class_weight(batch, stats, loss_cfg)
     else:
         alpha, gamma = None, jnp.ones_like(w)
+    cell = w
+    if loss_cfg.alpha_scope == "cell" and alpha is not None:
+        gamma = gamma * w.sum() / jnp.maximum(jnp.sum(w * gamma), 1e-12)
+        cell = w * gamma
     weights = SiteWeights(
         perturbation=per_column(batch["D"] != 0, stats["obs_dosage"]),
         qc=per_column(batch["qc"] != 0, stats["obs_qc"]),
-        cell=w / norm,
+        cell=cell / norm,
         reconstruction=w * gamma / norm,
     )
     return weights, alpha

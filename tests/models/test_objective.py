@@ -71,6 +71,32 @@ def test_alpha_modes(cfg, batch, stats, mode):
     np.testing.assert_allclose(weights.reconstruction, w * gamma / norm, rtol=1e-6)
 
 
+@pytest.mark.parametrize("mode", ["batch", "split", 0.3])
+def test_alpha_scope_cell_weights_the_whole_cell_term_with_mean_one(cfg, batch, stats, mode):
+    """scope `cell`: one weight per cell on likelihood and z_b KL alike, α : 1−α between a pass
+    and a fail cell, averaging 1 over the real cells; `reconstruction` leaves the KL at w."""
+    w = np.asarray(batch["weight"])
+    failed = np.asarray(batch["qc"]).max(1) > 0
+    norm = cfg.n_particles * w.sum()
+    weights, alpha = site_weights(batch, stats, cfg, LossConfig(alpha=mode, alpha_scope="cell"))
+    a = float(alpha)
+    gamma = np.where(failed, 1 - a, a)
+    expected = w * gamma * w.sum() / (w * gamma).sum() / norm
+    np.testing.assert_allclose(weights.cell, expected, rtol=1e-5)
+    np.testing.assert_allclose(weights.reconstruction, expected, rtol=1e-5)
+    assert float(weights.cell.sum()) == pytest.approx(1.0 / cfg.n_particles, rel=1e-5)
+    original, _ = site_weights(batch, stats, cfg, LossConfig(alpha=mode))
+    np.testing.assert_allclose(original.cell, w / norm, rtol=1e-6)
+
+
+def test_alpha_scope_cell_changes_nothing_for_families_without_artifact_path(batch, stats):
+    cfg = dataclasses.replace(tiny_config(), name="sams_vae")
+    plain, _ = site_weights(batch, stats, cfg, LossConfig(alpha="split"))
+    scoped, _ = site_weights(batch, stats, cfg, LossConfig(alpha="split", alpha_scope="cell"))
+    np.testing.assert_allclose(scoped.cell, plain.cell)
+    np.testing.assert_allclose(scoped.reconstruction, plain.reconstruction)
+
+
 def test_alpha_batch_without_fail_cells_gives_pass_cells_zero_weight(cfg, batch, stats):
     no_fail = {**batch, "qc": jnp.zeros_like(batch["qc"])}
     weights, alpha = site_weights(no_fail, stats, cfg, LossConfig(alpha="batch"))
