@@ -14,7 +14,10 @@ def loss_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.alpha = "batch"  # batch | split | off | a number, e.g. "0.2"
     c.alpha_scope = "reconstruction"  # what the α class weight scales: reconstruction | cell
-    c.cf_kl = "reference"  # reference | exact | none
+    # exact | reference | none. The original's form (`reference`: no 1/σ² on the mean term and
+    # summed over cells, so worth β·B cells' ELBO) dominates the objective and collapses the basal
+    # posterior (docs/decisions.md#cf-kl-exact).
+    c.cf_kl = "exact"
     c.beta = 0.5
     return c
 

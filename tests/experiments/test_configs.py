@@ -36,7 +36,7 @@ COMMON = {
     "model.mask_init_logits": 3.0,  # ours, not the published 0 (docs/decisions.md#masks-start-on)
     "model.n_particles": 5,
     "loss.alpha": "batch",
-    "loss.cf_kl": "reference",
+    "loss.cf_kl": "exact",  # ours, not the original's form (docs/decisions.md#cf-kl-exact)
     "train.batch_size": 512,
     "train.weight_decay": 1e-6,
     "train.mask_lr_scale": 10.0,  # ours (docs/decisions.md#mask-learning-rate)
