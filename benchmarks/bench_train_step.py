@@ -20,8 +20,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from cradle_jax.models.config import COMPUTE_DTYPES, ModelConfig
+from cradle_jax.train.config import loss_config, resolve_loss_config, train_config
 from cradle_jax.train.flops import cradle_step_flops
-from cradle_jax.train.objective import LossConfig, init_params
+from cradle_jax.train.objective import init_params
 from cradle_jax.train.state import TrainState
 from cradle_jax.train.step import make_optimizer, make_train_step
 from cradle_jax.xla_flags import tune_cpu_backend
@@ -106,10 +107,13 @@ def main() -> None:
     cfg = model_config(args.config, args.particles, args.compute_dtype)
     batch, stats = synthetic_batch(c["G"], c["T"], c["batch"])
     batch, stats = jax.device_put(batch), jax.device_put(stats)
-    optimizer = make_optimizer(3e-4)
+    defaults = train_config()  # the default optimiser and loss of a training run
+    optimizer = make_optimizer(
+        3e-4, defaults.weight_decay, defaults.clip_norm, defaults.mask_lr_scale
+    )
     params = jax.jit(init_params, static_argnames="cfg")(jax.random.key(0), batch, stats, cfg)
     state = TrainState.create(params, optimizer)
-    step = make_train_step(cfg, LossConfig(), optimizer)
+    step = make_train_step(cfg, resolve_loss_config(loss_config()), optimizer)
     run_key = jax.random.key_data(jax.random.key(1))
 
     start = time.perf_counter()
