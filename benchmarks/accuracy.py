@@ -35,6 +35,7 @@ from cradle_jax.xla_flags import tune_cpu_backend
 
 tune_cpu_backend()
 
+from cradle_jax.cli.sweep import parse_set  # noqa: E402
 from cradle_jax.config import load_config_file  # noqa: E402
 from cradle_jax.data.dataset import PerturbData, load_perturb_data  # noqa: E402
 from cradle_jax.data.seeding import host_rng  # noqa: E402
@@ -43,8 +44,11 @@ from cradle_jax.data.simulate.config import SEPARATOR  # noqa: E402
 from cradle_jax.data.simulate.files import load_truth, write_simulation  # noqa: E402
 from cradle_jax.evaluate.ate import data_ate, model_ate  # noqa: E402
 from cradle_jax.evaluate.generate import generate_cells  # noqa: E402
+from cradle_jax.evaluate.metrics import truth_metrics  # noqa: E402
 from cradle_jax.evaluate.qc_rate import score_generated_cells  # noqa: E402
+from cradle_jax.evaluate.run import labels_by_split  # noqa: E402
 from cradle_jax.evaluate.simple_baselines import baseline_ates  # noqa: E402
+from cradle_jax.sweep.spec import apply_overrides  # noqa: E402
 from cradle_jax.train.bundle import load_workdir  # noqa: E402
 from cradle_jax.train.keys import purpose_key  # noqa: E402
 from cradle_jax.train.loop import train_and_evaluate  # noqa: E402
@@ -75,7 +79,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument(
         "--set", nargs="*", default=[], metavar="SECTION.FIELD=VALUE",
-        help="config overrides for every run, e.g. train.max_epochs=20 (JSON values)",
+        help="config overrides for every run, e.g. train.max_epochs=20 loss.cf_kl=reference",
     )  # fmt: skip
     return parser.parse_args()
 
@@ -98,32 +102,26 @@ def write_data(workdir: Path) -> tuple[Path, Path]:
 
 
 def run_config(data_path: Path, model: str, seed: int, overrides: list[str]):
+    """The synthetic config for one run on `data_path`, with the `--set` overrides."""
     config = load_config_file(CONFIG)
     config.data.path = str(data_path)
     config.data.split = "column"
     config.model.name = model
     config.seed = seed
-    for item in overrides:
-        key, value = item.split("=", 1)
-        section, field = key.split(".", 1)
-        config[section][field] = type(config[section][field])(json.loads(value))
-    return config
+    return apply_overrides(config, parse_set(overrides, config))
 
 
 def agreement(truth: np.ndarray, estimate: np.ndarray) -> tuple[float, float]:
     """Pearson rho and R^2 of an estimate against the truth, flattened over labels x genes."""
-    y, y_hat = truth.ravel().astype(np.float64), estimate.ravel().astype(np.float64)
-    rho = float(np.corrcoef(y, y_hat)[0, 1]) if np.std(y_hat) > 0 else float("nan")
-    r2 = float(1 - np.sum((y - y_hat) ** 2) / np.sum((y - y.mean()) ** 2))
-    return rho, r2
+    metrics = truth_metrics(truth, estimate, {})
+    return metrics["truth_ATE_pearsonr"], metrics["truth_ATE_r2"]
 
 
 class Truth:
     """The planted ATE of the file's labels and the label groups scored."""
 
     def __init__(self, data: PerturbData, truth: dict):
-        control = data.vocabulary.control_label
-        self.labels = sorted(set(data.labels.astype(str)) - {control})
+        self.labels = labels_by_split(data)["all"]
         planted = [str(label) for label in truth["labels"]]
         self.ate = truth["true_ate"][[planted.index(label) for label in self.labels]]
         singles = truth["singles"].astype(str)
@@ -179,7 +177,7 @@ def run_one(path: Path, model: str, seed: int, args, truth: Truth, workdir: Path
     train_seconds = time.perf_counter() - started
     bundle = load_workdir(out)
     data = load_perturb_data(path, config.data, seed)
-    labels = sorted(set(data.labels.astype(str)) - {data.vocabulary.control_label})
+    labels = labels_by_split(data)["all"]
     estimate = model_ate(
         bundle.params, bundle.cfg, bundle.vocabulary, labels,
         purpose_key(seed, "accuracy/ate"), n_particles=ATE_PARTICLES,
@@ -199,10 +197,8 @@ def run_one(path: Path, model: str, seed: int, args, truth: Truth, workdir: Path
     return row
 
 
-def reference_rows(path: Path, truth_dict: dict, truth: Truth) -> tuple[list[dict], float]:
+def reference_rows(data: PerturbData, truth_dict: dict, truth: Truth) -> tuple[list[dict], float]:
     """Ceiling and baselines (seed-independent), and the real artifact-free cells' pass rate."""
-    config = run_config(path, "cradle", 0, [])
-    data = load_perturb_data(path, config.data, 0)
     ceiling = data_ate(data, truth.labels, qc_pass=True)
     rows = [{"model": "ceiling (QC-pass data ATE)", "scores": truth.scores(ceiling, truth.labels)}]
     for name, table in baseline_ates(data, truth.labels).items():
@@ -249,9 +245,9 @@ def main() -> None:
     started = time.perf_counter()
     full, singles = write_data(workdir)
     truth_dict = load_truth(full.with_name(f"{full.stem}.truth.npz"))
-    config = run_config(full, "cradle", 0, [])
-    truth = Truth(load_perturb_data(full, config.data, 0), truth_dict)
-    rows, real_pass = reference_rows(full, truth_dict, truth)
+    data = load_perturb_data(full, run_config(full, "cradle", 0, []).data, 0)
+    truth = Truth(data, truth_dict)
+    rows, real_pass = reference_rows(data, truth_dict, truth)
     for model in args.models:
         path = singles if model in SINGLES_ONLY else full
         for seed in args.seeds:
