@@ -22,6 +22,7 @@ from cradle_jax.cli import (
     sweep,
     train,
 )
+from cradle_jax.cli.help import subcommand_help, wants_help
 from cradle_jax.data.errors import DataError
 from cradle_jax.train.errors import RunError
 from cradle_jax.xla_flags import tune_cpu_backend
@@ -124,4 +125,16 @@ def run() -> None:
             "jax_compilation_cache_dir", str(Path.home() / ".cache" / "cradle_jax" / "xla")
         )
     logging.set_verbosity(logging.WARNING)
+    if wants_help(sys.argv):
+        print_help(sys.argv)
     app.run(main, flags_parser=parse_flags)
+
+
+def print_help(argv: list[str]) -> NoReturn:
+    """The help page of the subcommand named in `argv`, or the list of subcommands; exit 0."""
+    command = next((arg for arg in argv[1:] if not arg.startswith("-")), "")
+    if command in SUBCOMMANDS:
+        sys.stdout.write(subcommand_help(command, SUBCOMMANDS[command]))
+    else:
+        sys.stdout.write(USAGE + "cradle-jax SUBCOMMAND --help: that subcommand's flags\n")
+    sys.exit(0)

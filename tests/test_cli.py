@@ -93,3 +93,40 @@ def test_unknown_subcommand_prints_usage():
     result = cradle_jax("fly")
     assert result.returncode == 2
     assert "simulate" in result.stderr
+
+
+@pytest.mark.parametrize("args", [("train", "--help"), ("generate", "-h"), ("--help",)])
+def test_help_exits_0_with_the_subcommands_page(args):
+    result = cradle_jax(*args)
+    assert result.returncode == 0, result.stderr
+    if args[0] == "--help":
+        assert all(name in result.stdout for name in ("simulate", "train", "aggregate"))
+        return
+    assert result.stdout.startswith(f"usage: cradle-jax {args[0]}")
+    assert "example:" in result.stdout
+    assert "--helpfull" in result.stdout
+    assert "--workdir (default: none)" in result.stdout
+
+
+def test_every_readme_subcommand_has_a_help_page_listing_its_own_flags():
+    """Every `cradle-jax SUB` of the README, with purpose, each flag its module defines, and an
+    example that uses only flags the page lists."""
+    import re
+    from pathlib import Path
+
+    from absl import flags
+
+    from cradle_jax.cli.help import PAGES, subcommand_help
+    from cradle_jax.main import SUBCOMMANDS
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    in_readme = set(re.findall(r"^cradle-jax (\w+)", readme, flags=re.MULTILINE))
+    assert in_readme <= set(SUBCOMMANDS) == set(PAGES)
+    for command, (module, _, example) in PAGES.items():
+        page = subcommand_help(command, SUBCOMMANDS[command])
+        assert SUBCOMMANDS[command] in page
+        own = flags.FLAGS.get_flags_for_module(f"cradle_jax.cli.{module}") if module else []
+        for flag in own:
+            assert f"--{flag.name} (default: " in page, (command, flag.name)
+        for used in re.findall(r"--(\w+)", example):
+            assert f"--{used} (default: " in page, (command, used)

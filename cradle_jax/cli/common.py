@@ -1,5 +1,6 @@
 """Flags more than one subcommand reads."""
 
+import tempfile
 from pathlib import Path
 
 from absl import flags
@@ -21,9 +22,17 @@ EXPORT = flags.DEFINE_string(
 
 
 def check_out_file(out: str) -> None:
-    """`--out` must name a file in an existing folder; checked before the work, not after it."""
+    """`--out` must name a file in an existing, writable folder; checked before the work, not
+    after it (a file is created there and removed, which is what the write will need)."""
     path = Path(out)
     if path.is_dir():
         raise flags.ValidationError(f"--out: {path} is a directory; give a file name")
     if not path.parent.is_dir():
         raise flags.ValidationError(f"--out: directory {path.parent} does not exist")
+    try:
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+    except OSError as err:
+        raise flags.ValidationError(
+            f"--out: directory {path.parent} is not writable ({err.strerror})"
+        ) from err

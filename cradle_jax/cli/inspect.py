@@ -65,6 +65,11 @@ def _report(summary: dict) -> str:
         + ", ".join(f"{k} {v}" for k, v in summary["split_cells"].items())
         + f", unused {summary['unused_cells']}",
         f"cells without a counterfactual reference: {summary['cells_without_reference']}",
+        *(
+            f"warning: perturbation {label!r} looks like a failed guide assignment; drop its "
+            "cells before training (README 'Your data')"
+            for label in summary["non_assignment_labels"]
+        ),
         f"QC metrics: {summary['qc_metrics_source']}; QC columns: "
         + ", ".join(summary["qc_columns"]),
     ]

@@ -75,7 +75,7 @@ class BackedH5ad:
         try:
             self._file = h5py.File(self.path, "r")
         except OSError as err:
-            raise DataError(f"{path} could not be read as AnnData: {err}".splitlines()[0]) from err
+            raise DataError(f"{path} is damaged or not AnnData: {err}".splitlines()[0]) from err
         try:
             for key in ("obs", "var"):
                 if key not in self._file:
@@ -94,7 +94,7 @@ class BackedH5ad:
             self._file.close()
             if isinstance(err, DataError):
                 raise
-            raise DataError(f"{path} could not be read as AnnData: {err}".splitlines()[0]) from err
+            raise DataError(f"{path} is damaged or not AnnData: {err}".splitlines()[0]) from err
 
     def counts(self) -> BackedCounts:
         return BackedCounts(self.path, "X")

@@ -18,12 +18,50 @@ from cradle_jax.data.errors import DataError
 # so the peak of a backed load grows with the block: 1M cells x 100 non-zeros loaded with a peak
 # of 325 MB at 16,384 rows, 280 MB at 8,192, 270 MB at 4,096 (whose reads took 0.8 s longer).
 ROW_BLOCK = 8_192
+# float32 holds every integer below 2^24 exactly; a larger count could have been rounded.
+FLOAT32_EXACT_LIMIT = 2**24
 
 
 def check_count_dtype(dtype: np.dtype) -> None:
     """Counts are stored as integers, floats or booleans; anything else is refused by name."""
     if not any(np.issubdtype(dtype, kind) for kind in (np.integer, np.floating, np.bool_)):
         raise DataError(f"counts have dtype {dtype}; real-valued raw counts are required")
+
+
+def check_source_counts(matrix, where: str, first_row: int = 0) -> None:
+    """Counts checked in their stored precision, before the cast to float32 rounds them: a
+    fraction float32 cannot see (1 + 1e-9) or a count of 2^24 or more is refused by cell
+    (`first_row` is the row number of the matrix's first row in the file)."""
+    if sp.issparse(matrix):
+        matrix = sp.csr_matrix(matrix)  # no copy when it is CSR already
+    values = matrix.data if sp.issparse(matrix) else np.asarray(matrix)
+    if np.issubdtype(values.dtype, np.floating) and values.dtype.itemsize > 4:
+        finite = np.isfinite(values)  # NaN and inf get their own message later
+        bad = finite & (values != np.round(values))
+        if bad.any():
+            row = first_row + _first_row(matrix, bad)
+            raise DataError(
+                f"{where} has non-integer counts (cell {row}): raw UMI counts are required, "
+                "not normalised or log values"
+            )
+    if np.issubdtype(values.dtype, np.number) and values.size:
+        bad = np.isfinite(values) & (values >= FLOAT32_EXACT_LIMIT)
+        if bad.any():
+            raise DataError(_too_large(where, first_row + _first_row(matrix, bad)))
+
+
+def _too_large(where: str, row: int) -> str:
+    return (
+        f"{where} has a count of {FLOAT32_EXACT_LIMIT:,} or more (cell {row}), which float32 "
+        "cannot hold exactly; raw UMI counts per gene and cell are far smaller"
+    )
+
+
+def _first_row(matrix, bad: np.ndarray) -> int:
+    """Row of the first True of `bad`, a mask over a CSR matrix's data or a dense array."""
+    if sp.issparse(matrix):
+        return _row_of(matrix, bad, 0)
+    return int(np.argwhere(bad)[0][0])
 
 
 class InMemoryCounts:
@@ -67,6 +105,12 @@ class BackedCounts:
             return sp.csr_matrix(self._sparse[sorted_unique], dtype=np.float32)
         return sp.csr_matrix(self._dense[sorted_unique].astype(np.float32))
 
+    def _checked_block(self, start: int, stop: int) -> sp.csr_matrix:
+        """Rows start…stop as float32 CSR, checked first in the stored precision."""
+        native = self._sparse[start:stop] if self._sparse is not None else self._dense[start:stop]
+        check_source_counts(native, "counts (X)", first_row=start)
+        return sp.csr_matrix(native, dtype=np.float32)
+
     def rows(self, index: np.ndarray) -> sp.csr_matrix:
         """Rows `index` (any order, repeats allowed), in that order; one sorted read from disk."""
         index = np.asarray(index, dtype=np.int64)
@@ -77,11 +121,7 @@ class BackedCounts:
 
     def blocks(self, block_size: int = ROW_BLOCK) -> Iterator[tuple[int, sp.csr_matrix]]:
         for start in range(0, self.shape[0], block_size):
-            stop = min(start + block_size, self.shape[0])
-            if self._sparse is not None:
-                yield start, sp.csr_matrix(self._sparse[start:stop], dtype=np.float32)
-            else:
-                yield start, sp.csr_matrix(self._dense[start:stop].astype(np.float32))
+            yield start, self._checked_block(start, min(start + block_size, self.shape[0]))
 
     def close(self) -> None:
         self._file.close()
@@ -104,7 +144,8 @@ def check_counts(source: CountSource, where: str) -> np.ndarray:
         bad = ~np.isfinite(values)
         if bad.any():
             raise DataError(
-                f"{where} has NaN or infinite counts (cell {_row_of(block, bad, start)})"
+                f"{where} has NaN or infinite counts (cell {_row_of(block, bad, start)}); "
+                "if the file should hold raw counts, it may be damaged"
             )
         bad = values < 0
         if bad.any():
@@ -115,6 +156,9 @@ def check_counts(source: CountSource, where: str) -> np.ndarray:
                 f"{where} has non-integer counts (cell {_row_of(block, bad, start)}): raw UMI "
                 "counts are required, not normalised or log values"
             )
+        bad = values >= FLOAT32_EXACT_LIMIT
+        if bad.any():
+            raise DataError(_too_large(where, _row_of(block, bad, start)))
         library[start : start + block.shape[0]] = np.asarray(block.sum(axis=1)).ravel()
     return library
 

@@ -7,6 +7,7 @@ per-split obs-count vectors.
 
 import dataclasses
 import logging
+import warnings
 from pathlib import Path
 
 import anndata as ad
@@ -27,9 +28,14 @@ from cradle_jax.data.counts import (
     InMemoryCounts,
     check_count_dtype,
     check_counts,
+    check_source_counts,
 )
 from cradle_jax.data.errors import DataError
-from cradle_jax.data.perturbations import PerturbationVocabulary, read_labels
+from cradle_jax.data.perturbations import (
+    PerturbationVocabulary,
+    non_assignment_labels,
+    read_labels,
+)
 from cradle_jax.data.seeding import host_rng
 from cradle_jax.data.statistics import LogStandardizeStats, ObsCounts, log_standardize_stats
 from cradle_jax.data.statistics import obs_counts as count_obs
@@ -85,6 +91,7 @@ class PerturbData:
             "split_cells": {name: len(self.cells(name)) for name in splits.SPLIT_CODES},
             "unused_cells": int((self.split == splits.UNUSED).sum()),
             "cells_without_reference": self.references.n_without_reference,
+            "non_assignment_labels": non_assignment_labels(self.vocabulary.singles),
         }
 
 
@@ -92,10 +99,34 @@ def read_h5ad(path: str | Path) -> ad.AnnData:
     """Read an .h5ad into memory with errors that name the file and the problem."""
     path = Path(path)
     _check_path(path)
+    _check_anndata_layout(path)
     try:
-        return ad.read_h5ad(path)
+        with warnings.catch_warnings():
+            # Duplicate names get our own one-line error (`_check_names`), not anndata's warning.
+            warnings.filterwarnings("ignore", message=".*names are not unique")
+            return ad.read_h5ad(path)
     except Exception as err:  # anndata raises many types for damaged files
-        raise DataError(f"{path} could not be read as AnnData: {err}".splitlines()[0]) from err
+        raise DataError(
+            f"{path} could not be read as AnnData (the file may be damaged): {err}".splitlines()[0]
+        ) from err
+
+
+def _check_anndata_layout(path: Path) -> None:
+    """An HDF5 file that anndata did not write is named as such, before anndata trips on it."""
+    try:
+        with h5py.File(path, "r") as file:
+            encoding = file.attrs.get("encoding-type")
+            keys = set(file.keys())
+    except Exception as err:  # h5py raises OSError and others for a damaged header
+        raise DataError(f"{path} is damaged: HDF5 cannot open it ({err})".splitlines()[0]) from err
+    if isinstance(encoding, bytes):
+        encoding = encoding.decode()
+    if encoding != "anndata" and not {"obs", "var"} <= keys:
+        groups = ", ".join(sorted(keys)[:5]) or "none"
+        raise DataError(
+            f"{path} is an HDF5 file but not AnnData (.h5ad): it has no obs/var "
+            f"(top-level groups: {groups})"
+        )
 
 
 def _check_path(path: Path) -> None:
@@ -117,6 +148,7 @@ def load_perturb_data(
     """
     if isinstance(source, str | Path) and config.backed:
         _check_path(Path(source))
+        _check_anndata_layout(Path(source))
         with BackedH5ad(source) as file:
             _check_layer(config.layer, file.layers, backed=True)
             return _load(file, file.counts(), file.obs.duplicated_names(), config, seed)
@@ -201,6 +233,7 @@ def count_source(adata: ad.AnnData, layer: str) -> CountSource:
     if matrix is None:
         raise DataError("the AnnData has no X matrix; set data.layer to the counts layer")
     check_count_dtype(matrix.dtype)
+    check_source_counts(matrix, f"counts ({'layer ' + repr(layer) if layer else 'X'})")
     return InMemoryCounts(sp.csr_matrix(matrix, dtype=np.float32))
 
 
@@ -220,9 +253,11 @@ def _check_names(duplicated_cells: pd.Index, gene_names: pd.Index) -> None:
         ("gene", gene_names[gene_names.duplicated()], "var_names_make_unique"),
     ):
         if len(duplicated):
-            shown = ", ".join(map(repr, duplicated[:3].tolist()))
+            extra = duplicated.value_counts(sort=True)  # occurrences beyond the first
+            shown = ", ".join(f"{name!r} ×{n + 1}" for name, n in extra[:3].items())
             raise DataError(
-                f"{len(duplicated)} duplicate {what} names (e.g. {shown}); call adata.{fix}()"
+                f"duplicate {what} names: {len(extra)} names occur more than once "
+                f"(e.g. {shown}); call adata.{fix}()"
             )
 
 

@@ -6,6 +6,7 @@ A label is the control label, one perturbation, or a combination of singles join
 for control (SPEC §1.2, §4.3).
 """
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -15,6 +16,8 @@ import pandas as pd
 import scipy.sparse as sp
 
 from cradle_jax.data.errors import DataError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -110,11 +113,37 @@ def read_labels(
         shown = ", ".join(repr(u) for u in uniques[:5])
         raise DataError(
             f"control label {control_label!r} not found in column {column!r} "
-            f"(values include {shown}); set data.control_label"
+            f"(values include {shown}); set data.control_label (train: "
+            "--config.data.control_label=LABEL; inspect: --control_label LABEL)"
         )
     singles = tuple(sorted({m for p in parsed for m in p}))
     if not singles:
         raise DataError(f"column {column!r} holds only control cells: nothing to model")
     canonical = np.array([separator.join(p) if p else control_label for p in parsed], dtype=object)
     vocab = PerturbationVocabulary(singles, separator, control_label)
+    _warn_non_assignments(singles, parsed, np.bincount(inverse, minlength=len(uniques)))
     return canonical[inverse], vocab
+
+
+# Values a guide-assignment step writes for cells it could not assign to one perturbation.
+NON_ASSIGNMENT = frozenset(
+    {"unassigned", "multiplet", "multiplets", "none", "na", "n/a", "nan", "null", "unknown",
+     "ambiguous", "doublet", "no_guide", "noguide", "negative", "undetermined", "unmapped"}
+)  # fmt: skip
+
+
+def non_assignment_labels(singles: tuple[str, ...]) -> list[str]:
+    """The singles whose name says "no confident guide" rather than naming a perturbation."""
+    return [single for single in singles if single.strip().lower() in NON_ASSIGNMENT]
+
+
+def _warn_non_assignments(singles, parsed, cells_per_value: np.ndarray) -> None:
+    for single in non_assignment_labels(singles):
+        n_cells = int(sum(n for p, n in zip(parsed, cells_per_value, strict=True) if single in p))
+        log.warning(
+            "perturbation %r (%d cells) looks like a failed guide assignment, not a "
+            "perturbation, and would be trained as one; drop those cells before training "
+            "(e.g. with an --adapter, README 'Your data')",
+            single,
+            n_cells,
+        )

@@ -112,12 +112,14 @@ def compute_qc_metrics(
     *,
     seed: int,
     doublets: bool = True,
+    warn: bool = True,
 ) -> QCMetrics:
     """QC metrics of a row block of raw counts with scanpy (§4.1 recipe), deterministic in seed.
 
     The block stays sparse. A percentage whose gene pattern matches no gene, and the doublet call
     when Scrublet cannot run or is switched off, are left out and listed in `unavailable` with a
-    logged warning, so a missing criterion is never silently treated as "pass".
+    logged warning (unless `warn` is off: a caller scoring many blocks warns once itself), so a
+    missing criterion is never silently treated as "pass".
     """
     import anndata as ad
     import scanpy as sc
@@ -151,7 +153,7 @@ def compute_qc_metrics(
         table["predicted_doublet"] = adata.obs["predicted_doublet"].to_numpy(dtype=bool)
     else:
         unavailable["predicted_doublet"] = doublet_reason
-    for metric, reason in unavailable.items():
+    for metric, reason in unavailable.items() if warn else ():
         log.warning(
             "QC metric %s unavailable: %s; it is not used as a QC criterion", metric, reason
         )
@@ -171,15 +173,27 @@ def _run_scrublet(adata: "ad.AnnData", seed: int) -> str | None:
         sc.pp.scrublet(adata, random_state=seed, use_approx_neighbors=False)
     except Exception as error:  # scanpy/sklearn/skimage failures all mean "no doublet call"
         return f"Scrublet failed: {type(error).__name__}: {error}".replace("\n", " ").rstrip(".")
+    if "threshold" not in adata.uns.get("scrublet", {}):
+        # scanpy then calls no cell a doublet: that is "no call", not "no doublets".
+        return "Scrublet found no doublet-score threshold (simulated doublet scores not bimodal)"
     return None
 
 
 @dataclass(frozen=True)
 class QCThresholds:
-    """Median and raw MAD (no 1.4826 factor, SPEC E2) of each continuous metric over all cells."""
+    """Median and raw MAD (no 1.4826 factor, SPEC E2) of each continuous metric over all cells.
+
+    `doublets` says whether the doublet call could be fitted on the real data (Scrublet ran,
+    found a threshold and called at least one cell): cells scored against these thresholds
+    (generated ones) are judged by it only then, so both sides use the same criteria. A call
+    that flags no real cell carries no information about the real data, while Scrublet run
+    on a generated set calls its own share of doublets whatever the cells (1.8 % of real
+    artifact-free cells in chunks of 510), which alone would make generated cells fail more.
+    """
 
     medians: dict[str, float]
     mads: dict[str, float]
+    doublets: bool = True
 
     def threshold(self, metric: str, t: float) -> float:
         """med − t·MAD for UMI_count/ngenes (fail below), med + t·MAD for pct_* (fail above)."""
@@ -193,6 +207,7 @@ class QCThresholds:
         return {
             "medians": dict(self.medians),
             "mads": dict(self.mads),
+            "doublets": self.doublets,
             "thresholds": {
                 str(t): {metric: self.threshold(metric, t) for metric in self.medians}
                 for t in QC_MULTIPLIERS
@@ -201,12 +216,16 @@ class QCThresholds:
 
     @classmethod
     def from_dict(cls, d: dict) -> Self:
-        """Inverse of to_dict (the derived thresholds are recomputed, not read)."""
+        """Inverse of to_dict (the derived thresholds are recomputed, not read).
+
+        Files written before `doublets` was recorded always scored the doublet call: True.
+        """
         if set(d["medians"]) != set(d["mads"]):
             raise DataError("QC thresholds: 'medians' and 'mads' name different metrics")
         return cls(
             medians={k: float(v) for k, v in d["medians"].items()},
             mads={k: float(v) for k, v in d["mads"].items()},
+            doublets=bool(d.get("doublets", True)),
         )
 
 
@@ -220,14 +239,22 @@ def fit_thresholds(metrics: QCMetrics) -> QCThresholds:
             values = metrics.table[metric].to_numpy(np.float64)
             medians[metric] = float(np.median(values))
             mads[metric] = float(np.median(np.abs(values - medians[metric])))
-    return QCThresholds(medians=medians, mads=mads)
+    table = metrics.table
+    doublets = "predicted_doublet" in table.columns and bool(table["predicted_doublet"].any())
+    if "predicted_doublet" in table.columns and not doublets:
+        log.warning(
+            "Scrublet called no cell a doublet: the doublet call is not used as a QC criterion "
+            "for cells scored against these data (generated cells)"
+        )
+    return QCThresholds(medians=medians, mads=mads, doublets=doublets)
 
 
 def qc_flags(metrics: pd.DataFrame, thresholds: QCThresholds, t: float) -> pd.DataFrame:
     """Bool (N, ≤6) "qc_<metric>" columns in QC_METRICS order, True = failed (§4.2).
 
-    A criterion needs its metric in `metrics` and, unless it is the doublet call, a fitted
-    threshold; the thresholds may come from other cells (real data scoring generated cells, §5.5).
+    A criterion needs its metric in `metrics` and a fitted threshold (for the doublet call: a
+    doublet call on the cells the thresholds were fitted on); the thresholds may come from other
+    cells (real data scoring generated cells, §5.5).
     Inequalities are strict, so a value equal to its threshold passes.
     """
     if not t >= 0:
@@ -237,6 +264,8 @@ def qc_flags(metrics: pd.DataFrame, thresholds: QCThresholds, t: float) -> pd.Da
         if metric not in metrics.columns:
             continue
         if metric == "predicted_doublet":
+            if not thresholds.doublets:
+                continue
             flags[f"qc_{metric}"] = metrics[metric].to_numpy(dtype=bool)
         elif metric in thresholds.medians:
             values = metrics[metric].to_numpy(np.float64)

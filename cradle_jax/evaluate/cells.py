@@ -21,12 +21,21 @@ from cradle_jax.train.keys import purpose_key
 def parse_perturbations(text: str, bundle: ModelBundle) -> list[str]:
     """Canonical labels of a comma-separated list; an unknown single is a DataError naming it.
 
-    Any combination of known singles is allowed, seen in training or not.
+    Any combination of known singles is allowed, seen in training or not. A label given twice,
+    also in another order of its singles ("A+B,B+A"), is refused: the output has one group of
+    cells per label.
     """
     labels = [label.strip() for label in text.split(",") if label.strip()]
     if not labels:
         raise DataError("no perturbation given: pass e.g. --perturbations 'A,B+C'")
-    return [bundle.vocabulary.canonical(label) for label in labels]
+    canonical = [bundle.vocabulary.canonical(label) for label in labels]
+    first: dict[str, str] = {}
+    for given, label in zip(labels, canonical, strict=True):
+        if label in first:
+            same = "" if given == first[label] else f" (as {first[label]!r}; the same label)"
+            raise DataError(f"--perturbations lists {given!r} twice{same}: give each label once")
+        first[label] = given
+    return canonical
 
 
 def generated_counts(

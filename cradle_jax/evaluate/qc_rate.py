@@ -135,6 +135,7 @@ def generated_qc(
             [names[i] for i in index],
             seed=_chunk_seed(seed, k),
             doublets=doublets,
+            warn=False,
         )
         for metric, reason in metrics.unavailable.items():
             missing.setdefault(metric, []).append((k, reason))
@@ -145,7 +146,7 @@ def generated_qc(
         k, reason = chunk_reasons[0]
         if len(chunk_reasons) < len(tables):
             reason = f"{reason} (chunk {k}; {len(chunk_reasons)} of {len(tables)} chunks)"
-            log.warning("QC metric %s dropped for all generated cells: %s", metric, reason)
+        log.warning("QC metric %s dropped for all generated cells: %s", metric, reason)
         unavailable[metric] = reason
     combined = pd.concat(tables, axis=0, join="outer")
     # A metric some chunk lacks (the doublet call of a small chunk) is dropped for every cell.

@@ -278,6 +278,13 @@ def report(metrics: dict) -> str:
         rates = ", ".join(f"t={t} {_number(qc[key][f'qc_pass_rate_t{t}'])}" for t in (3, 4, 5))
         lines.append(f"QC pass rate of generated cells ({title}): {rates}")
     lines.append(f"QC pass rate of real cells (t=3): {_number(qc['real_pass_rate_t3'])}")
+    criteria = [name.removeprefix("qc_") for name in qc["library_1e4"].get("criteria", [])]
+    unused = (
+        ""
+        if "predicted_doublet" in criteria
+        else ("; no doublet call (Scrublet could not fit one on the real cells or called none)")
+    )
+    lines.append(f"QC criteria of generated cells: {', '.join(criteria) or 'none'}{unused}")
     if "test_iwelbo" in metrics:
         lines.append(f"test IWELBO: {metrics['test_iwelbo']:.4f}")
     for name, baseline in metrics.get("baselines", {}).items():

@@ -9,7 +9,7 @@ family reads the fields it has:
 | compute_dtype (of the networks' matrix products) | ✓ | ✓ | ✓ | ✓ |
 | sum_mode, mask_prior_prob, embedding_prior_scale, embedding_encoder_* | ✓ | ✓ | | |
 | mask_init_logits, gs_temperature | ✓ | ✓ | | ✓ |
-| n_qc (the artifact path) | ✓ | | | |
+| n_qc, artifact_dispersion (the artifact path) | ✓ | | | |
 | mask_beta_a, mask_beta_b | | | | ✓ |
 
 The basal encoder is each family's cell encoder q(z | ·). Unused fields are ignored, so one
@@ -51,6 +51,10 @@ class ModelConfig:
     # (docs/decisions.md#masks-start-on).
     mask_init_logits: float = 3.0
     gs_temperature: float = 1.0
+    # CRADLE: QC-fail cells get their own NB dispersion, log θ + δ per gene, so the variable
+    # damage of artifacts does not widen the dispersion that generated, artifact-free cells use
+    # (docs/decisions.md#artifact-dispersion).
+    artifact_dispersion: bool = True
     # SVAE+: Beta(a, b) prior on the mask probabilities; b = 5 is the middle of the SAMS-VAE
     # paper's sweep {2, 5, 10} with a = 1.
     mask_beta_a: float = 1.0

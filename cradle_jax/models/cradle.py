@@ -103,10 +103,24 @@ def guide(
         weighted_site("z_basal", q_zb.to_event(1), weights.cell)
 
 
+def artifact_log_theta_shift(qc: jax.Array, cfg: ModelConfig) -> jax.Array | None:
+    """δ per gene on the log dispersion of each cell that fails any criterion: (B, Q) → (B, G).
+
+    A parameter `artifact_log_theta` (G,), starting at 0; None when `cfg.artifact_dispersion`
+    is off or the likelihood has no dispersion. A pass cell (c = 0), and so every generated
+    cell, uses the shared θ alone.
+    """
+    if not cfg.artifact_dispersion or cfg.likelihood != "library_nb":
+        return None
+    delta = numpyro.param("artifact_log_theta", jnp.zeros(cfg.n_genes, jnp.float32))
+    return jnp.max(qc, axis=-1, keepdims=True) * delta
+
+
 def model(batch: dict, stats: dict, weights: SiteWeights, cfg: ModelConfig) -> None:
     """p(M) p(E) p(A) p(z_b) p(x | z_b, d, c, M, E, A) (§1), each cell on its own decoder path."""
     P, Q, L = cfg.n_particles, cfg.n_qc, cfg.n_latent
     p_x_given = decoder(cfg, decoder_width(cfg))
+    shift = artifact_log_theta_shift(batch["qc"], cfg)
     s = cfg.embedding_prior_scale
     B = batch["D"].shape[0]
     with numpyro.plate("particles", P, dim=-2):
@@ -121,7 +135,7 @@ def model(batch: dict, stats: dict, weights: SiteWeights, cfg: ModelConfig) -> N
             u = decoder_input(z_b, z_p, artifact_offset(batch["qc"], A), cfg.sum_mode)
             weighted_site(
                 "x",
-                p_x_given(u, batch["library_size"]).to_event(1),
+                p_x_given(u, batch["library_size"], shift).to_event(1),
                 weights.reconstruction,
                 obs=batch.get("X"),
             )

@@ -152,7 +152,9 @@ class LikelihoodMLP(nn.Module):
       "normal_fixed_variance"  as "normal" with log v a free per-output parameter `log_variance`.
       "poisson"                Poisson(max(softplus(Wh + b), 1e-6)); no library scaling.
       "library_nb"             Gamma–Poisson(θ, r): ρ = softmax(Wh + b) over genes, μ = ℓρ,
-                               θ = exp(`log_theta`) per gene, r = max(θ / (μ + 1e-4), 1e-6).
+                               θ = exp(`log_theta`) per gene, r = max(θ / (μ + 1e-4), 1e-6);
+                               a `log_theta_shift` broadcastable to (cells, genes) is added to
+                               log θ per cell (CRADLE's artifact dispersion).
     `library` (ℓ, anything broadcastable to the input's leading axes) is required by "library_nb"
     only; while the parameters are being initialised (e.g. by `flax_module(..., input_shape=...)`)
     a missing library is replaced by ones, since no parameter depends on it. `compute_dtype` is
@@ -172,7 +174,9 @@ class LikelihoodMLP(nn.Module):
         super().__post_init__()
 
     @nn.compact
-    def __call__(self, x: Input, library: jax.Array | None = None) -> dist.Distribution:
+    def __call__(
+        self, x: Input, library: jax.Array | None = None, log_theta_shift: jax.Array | None = None
+    ) -> dist.Distribution:
         h = ResidualTrunk(
             self.n_layers, self.n_hidden, self.init_scheme, self.compute_dtype, name="trunk"
         )(x)
@@ -190,12 +194,12 @@ class LikelihoodMLP(nn.Module):
         if self.likelihood == "poisson":
             rate = jax.nn.softplus(self._head("rate")(h))
             return dist.Poisson(jnp.maximum(rate, RATE_FLOOR))
-        return self._library_nb(h, library)
+        return self._library_nb(h, library, log_theta_shift)
 
     def _head(self, name: str) -> Linear:
         return Linear(self.n_output, self.init_scheme, self.compute_dtype, name=name)
 
-    def _library_nb(self, h, library) -> dist.Distribution:
+    def _library_nb(self, h, library, log_theta_shift) -> dist.Distribution:
         cell_shape = h.shape[:-1]
         logits = self._head("gene_logits")(h)
         log_theta = self.param("log_theta", nn.initializers.zeros, (self.n_output,), jnp.float32)
@@ -204,7 +208,7 @@ class LikelihoodMLP(nn.Module):
                 raise ValueError("likelihood 'library_nb' needs the library size `library`")
             library = jnp.ones(cell_shape, h.dtype)
         library = jnp.broadcast_to(jnp.asarray(library, h.dtype), cell_shape)
-        theta = jnp.exp(log_theta)
+        theta = jnp.exp(log_theta if log_theta_shift is None else log_theta + log_theta_shift)
         # The data layer has checked that the counts are non-negative integers; NumPyro's
         # per-element support check would add a pass over every (particle, cell, gene) value.
         return LogitsNegativeBinomial(

@@ -141,17 +141,32 @@ def read_sweep_file(path: str | Path) -> tuple[Path, list[dict[str, object]]]:
     if not path.is_file():
         raise SweepError(f"sweep file {str(path)!r} not found")
     spec = importlib.util.spec_from_file_location(f"sweep_{path.stem}", path)
+    if spec is None or spec.loader is None:
+        raise SweepError(f"sweep file {path} cannot be imported as Python")
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as err:  # the user's file: any error means it cannot be used
+        raise SweepError(f"sweep file {path} failed to import ({_first_line(err)})") from err
     if not hasattr(module, "get_sweep"):
         raise SweepError(f"{path} has no get_sweep() returning (base config, overrides)")
-    result = module.get_sweep()
+    try:
+        result = module.get_sweep()
+    except Exception as err:
+        raise SweepError(f"{path}: get_sweep() raised {_first_line(err)}") from err
     if not (isinstance(result, tuple) and len(result) == 2):
         raise SweepError(f"{path}: get_sweep() must return (base config path, list of dicts)")
     base, overrides = result
     if not all(isinstance(o, Mapping) and all(isinstance(k, str) for k in o) for o in overrides):
         raise SweepError(f"{path}: every override must be a dict of 'section.field' -> value")
     return _resolve_base(base, path), [dict(o) for o in overrides]
+
+
+def _first_line(err: Exception) -> str:
+    """`Type: message` on one line; a SyntaxError also names the line of the file."""
+    where = f" (line {err.lineno})" if isinstance(err, SyntaxError) and err.lineno else ""
+    text = str(err).splitlines()[0] if str(err) else ""
+    return f"{type(err).__name__}: {text}{where}"
 
 
 def load_sweep(path: str | Path, common: Mapping[str, object] | None = None) -> Sweep:

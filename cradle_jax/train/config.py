@@ -1,6 +1,7 @@
 """Defaults of the `loss` and `train` sections of an experiment config (SPEC A1, A3, §3.7)."""
 
 import contextlib
+import math
 
 import ml_collections
 
@@ -19,6 +20,7 @@ def loss_config() -> ml_collections.ConfigDict:
     # posterior (docs/decisions.md#cf-kl-exact).
     c.cf_kl = "exact"
     c.beta = 0.5
+    c.independence = 0.0  # weight of the basal-dependence penalty (objective.basal_dependence)
     return c
 
 
@@ -29,6 +31,7 @@ def train_config() -> ml_collections.ConfigDict:
     c.learning_rate = 3e-4
     c.weight_decay = 1e-6  # coupled L2, added to the gradient before Adam
     c.mask_lr_scale = 10.0  # the mask logits' learning rate / learning_rate (see make_optimizer)
+    c.dispersion_lr_scale = 1.0  # the NB log dispersions' learning rate / learning_rate
     c.clip_norm = 100.0
     c.max_epochs = 2000
     c.max_steps = 0  # stop after this many steps; 0 = no limit
@@ -48,7 +51,11 @@ def resolve_loss_config(loss: ml_collections.ConfigDict) -> LossConfig:
         with contextlib.suppress(ValueError):
             alpha = float(alpha)
     return LossConfig(
-        alpha=alpha, cf_kl=loss.cf_kl, beta=float(loss.beta), alpha_scope=loss.alpha_scope
+        alpha=alpha,
+        cf_kl=loss.cf_kl,
+        beta=float(loss.beta),
+        alpha_scope=loss.alpha_scope,
+        independence=float(loss.independence),
     )
 
 
@@ -65,6 +72,7 @@ TRAIN_MINIMA = {
     "prefetch_batches": 0,
     "weight_decay": 0,
     "mask_lr_scale": 0,
+    "dispersion_lr_scale": 0,
     "learning_rate": 0,  # 0 freezes the parameters (a test of early stopping does)
 }
 
@@ -74,6 +82,7 @@ def check_config(config: ml_collections.ConfigDict) -> LossConfig:
     that cannot be used. Training runs this before it reads the data or touches the workdir."""
     if not config.data.path:
         raise RunError("config.data.path is empty: pass --config.data.path=FILE.h5ad")
+    check_finite(config)
     try:
         loss_cfg = resolve_loss_config(config.loss)
         resolve_model_config(config.model, n_genes=1, n_perturbations=1, n_qc=1)
@@ -81,6 +90,16 @@ def check_config(config: ml_collections.ConfigDict) -> LossConfig:
         raise RunError(f"config: {err}") from err
     check_train_config(config.train)
     return loss_cfg
+
+
+def check_finite(config: ml_collections.ConfigDict, prefix: str = "") -> None:
+    """RunError naming the first number field that is NaN or infinite: `nan < 0` is false, so
+    a range check alone lets such a value through to the optimiser."""
+    for name, value in config.items():
+        if isinstance(value, ml_collections.ConfigDict):
+            check_finite(value, f"{prefix}{name}.")
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise RunError(f"{prefix}{name} must be a finite number, got {value}")
 
 
 def check_train_config(train: ml_collections.ConfigDict) -> None:

@@ -177,7 +177,9 @@ def _epoch_line(epoch: int, step: int, train: dict, val: dict, progress: Progres
 def _train(run: Run, workdir: Path, checkpoints: Checkpoints) -> Progress:
     """Train until early stopping, max_epochs or max_steps; resume from the latest checkpoint."""
     tc = run.config.train
-    optimizer = make_optimizer(tc.learning_rate, tc.weight_decay, tc.clip_norm, tc.mask_lr_scale)
+    optimizer = make_optimizer(
+        tc.learning_rate, tc.weight_decay, tc.clip_norm, tc.mask_lr_scale, tc.dispersion_lr_scale
+    )
     state = _initial_state(run, optimizer)
     progress = Progress()
     if checkpoints.latest_step() is not None:

@@ -41,6 +41,7 @@ class LossConfig:
     cf_kl: str = "reference"
     beta: float = 0.5
     alpha_scope: str = "reconstruction"
+    independence: float = 0.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.alpha, float | int) and self.alpha not in ALPHA_MODES:
@@ -51,6 +52,10 @@ class LossConfig:
             raise ValueError(
                 f"loss.alpha_scope must be one of {ALPHA_SCOPES}, got {self.alpha_scope!r}"
             )
+        if not self.beta >= 0:
+            raise ValueError(f"loss.beta (the cf-KL weight) must be >= 0, got {self.beta}")
+        if not self.independence >= 0:
+            raise ValueError(f"loss.independence must be >= 0, got {self.independence}")
 
 
 def class_weight(
@@ -180,6 +185,31 @@ def counterfactual_kl(
     return total
 
 
+def basal_dependence(z_loc: jax.Array, batch: dict) -> jax.Array:
+    """How much the basal posterior means depend on the perturbation and the QC status:
+    Σ_g (n_g/n) ‖μ_g‖².
+
+    Groups g are the perturbation columns of D (a pair's cell is in both), the controls (no
+    perturbation), the QC columns (cells failing each criterion) and the cells passing every
+    criterion; μ_g is the mean of z_loc over group g, whose square norm is estimated without
+    bias by the U-statistic (‖Σ_i z_i‖² − Σ_i ‖z_i‖²) / (n_g (n_g − 1)), so the spread of z_b
+    within a group is not penalised, only a shift of its mean. The model says z_b ⊥ (d, c) with
+    z_b ~ N(0, I), so every group's mean is 0; averaged over particles, a scalar.
+    """
+    w = batch["weight"]
+    control = jnp.all(batch["D"] == 0, axis=-1, keepdims=True)
+    passed = jnp.all(batch["qc"] == 0, axis=-1, keepdims=True)
+    indicators = [batch["D"] != 0, control, batch["qc"] != 0, passed]
+    groups = jnp.concatenate(indicators, axis=-1) * w[:, None]  # (B, T + 1 + Q + 1)
+    sums = jnp.einsum("bg,pbl->pgl", groups, z_loc)
+    squares = jnp.einsum("bg,pb->pg", groups, jnp.sum(z_loc**2, axis=-1))
+    n = jnp.sum(groups, axis=0)
+    pairs = n * (n - 1.0)
+    mean_square = (jnp.sum(sums**2, axis=-1) - squares) / jnp.where(pairs > 0, pairs, 1.0)
+    share = jnp.where(pairs > 0, n, 0.0) / jnp.maximum(jnp.sum(w), 1.0)
+    return jnp.mean(jnp.sum(share * mean_square, axis=-1))
+
+
 def uses_cf_kl(family: Family, loss_cfg: LossConfig) -> bool:
     return family.artifact_path and loss_cfg.cf_kl != "none"
 
@@ -218,6 +248,10 @@ def training_loss(
             )
         aux["cf_KLdivergence"] = loss_cfg.beta * cf
         loss = negative_elbo + loss_cfg.beta * cf
+    if loss_cfg.independence > 0:
+        dependence = basal_dependence(guide_trace["z_loc"]["value"], batch)
+        aux["basal_dependence"] = loss_cfg.independence * dependence
+        loss = loss + loss_cfg.independence * dependence
     aux["negative_elbo"] = negative_elbo
     if alpha is not None:
         aux["alpha"] = alpha

@@ -16,6 +16,7 @@ from cradle_jax.train.objective import LossConfig, training_loss
 from cradle_jax.train.state import TrainState
 
 MASK_LOGITS = "mask_logits"
+DISPERSIONS = ("log_theta", "artifact_log_theta")  # NB log dispersions, wherever they sit
 
 
 def make_optimizer(
@@ -23,25 +24,36 @@ def make_optimizer(
     weight_decay: float = 1e-6,
     clip_norm: float = 100.0,
     mask_lr_scale: float = 1.0,
+    dispersion_lr_scale: float = 1.0,
 ) -> optax.GradientTransformation:
     """Global-norm clipping, coupled L2 added to the gradient before Adam (torch's Adam), Adam;
-    the mask logits' Adam steps are `mask_lr_scale` times larger.
+    the mask logits' Adam steps are `mask_lr_scale` times larger, the NB log dispersions'
+    `dispersion_lr_scale` times.
 
     Adam moves a parameter by about the learning rate per step whatever its gradient's size, so
-    a free logit starting at 0 needs ~|φ|/lr steps to decide its mask: at lr 1e-3, thousands of
-    steps before a mask is off or on rather than a coin flip per particle. The network weights
-    need no such reach, hence a separate scale for the logits alone.
+    a free parameter needs ~|Δ|/lr steps to reach its value: a mask logit starting at 0 needs
+    thousands of steps at lr 1e-3 before a mask is off or on rather than a coin flip per
+    particle, and a log dispersion starting at 0 (θ = 1) needs ~|log θ|/lr steps to reach the
+    data's θ of 10–30. The network weights need no such reach, hence separate scales.
     """
     return optax.chain(
         optax.clip_by_global_norm(clip_norm),
         optax.add_decayed_weights(weight_decay),
         optax.adam(learning_rate),
-        optax.masked(optax.scale(mask_lr_scale), _mask_logits_only),
+        optax.masked(optax.scale(mask_lr_scale), _named(MASK_LOGITS)),
+        optax.masked(optax.scale(dispersion_lr_scale), _named(*DISPERSIONS)),
     )
 
 
-def _mask_logits_only(params: dict) -> dict:
-    return {name: name == MASK_LOGITS for name in params}
+def _named(*names: str) -> Callable[[dict], dict]:
+    """The mask of the parameters whose own name (last key of their path) is one of `names`."""
+
+    def mask(params: dict) -> dict:
+        return jax.tree_util.tree_map_with_path(
+            lambda path, _: getattr(path[-1], "key", None) in names, params
+        )
+
+    return mask
 
 
 def make_train_step(

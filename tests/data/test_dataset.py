@@ -9,6 +9,7 @@ import scipy.sparse as sp
 from cradle_jax.data.batches import iterate_batches
 from cradle_jax.data.dataset import load_perturb_data
 from cradle_jax.data.errors import DataError
+from cradle_jax.data.qc import QC_METRICS
 from cradle_jax.data.splits import TEST, TRAIN
 from tests.conftest import labels_with_pairs, make_adata
 
@@ -42,7 +43,13 @@ def test_qc_mode_each_has_one_column_per_available_criterion(config):
     config.qc_mode = "each"
     data = _load(make_adata(labels_with_pairs(20)), config)
     assert data.qc_columns[0] == "qc_UMI_count"
-    assert data.qc.shape[1] == len(data.qc_columns) == 6
+    # The doublet call is a criterion only where Scrublet fitted one and called some cell.
+    available = [m for m in QC_METRICS if m not in data.qc_metrics.unavailable]
+    if not data.qc_thresholds.doublets:
+        available = [m for m in available if m != "predicted_doublet"]
+    assert len(available) >= 5
+    assert data.qc.shape[1] == len(data.qc_columns) == len(available)
+    assert list(data.qc_columns) == [f"qc_{m}" for m in available]
 
 
 def test_combination_split_through_the_dataset(config):

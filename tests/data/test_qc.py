@@ -119,6 +119,54 @@ def test_scrublet_failure_is_unavailable_not_an_error(monkeypatch):
     assert "predicted_doublet" not in metrics.table.columns
 
 
+def test_scrublet_without_a_threshold_is_unavailable_not_all_singlets(monkeypatch):
+    """scanpy calls no cell a doublet when it finds no threshold: that is no call at all."""
+    import skimage.filters
+
+    def not_bimodal(*args, **kwargs):
+        raise RuntimeError("Unable to find two maxima in histogram")
+
+    monkeypatch.setattr(skimage.filters, "threshold_minimum", not_bimodal)
+    counts = random_counts(300, 200, 1)
+    metrics = qc.compute_qc_metrics(counts, scrublet_genes(200), cell_names(300), seed=0)
+    assert "no doublet-score threshold" in metrics.unavailable["predicted_doublet"]
+    assert "predicted_doublet" not in metrics.table.columns
+    thresholds = qc.fit_thresholds(metrics)
+    assert not thresholds.doublets
+    generated = pd.DataFrame({"UMI_count": [1e4, 1e4], "predicted_doublet": [True, False]})
+    flags = qc.qc_flags(generated, thresholds, 3)
+    assert list(flags.columns) == ["qc_UMI_count"]
+
+
+def test_generated_doublet_calls_count_only_where_the_real_data_had_one():
+    real = metric_table()
+    with_call = qc.fit_thresholds(qc.QCMetrics(real, {}, "obs"))
+    without_call = qc.fit_thresholds(
+        qc.QCMetrics(real.drop(columns="predicted_doublet"), {"predicted_doublet": "x"}, "obs")
+    )
+    assert with_call.doublets
+    assert not without_call.doublets
+    generated = pd.DataFrame({"predicted_doublet": [True, False, False, False]})
+    assert qc.pass_rate(qc.qc_flags(generated, with_call, 3)) == 0.75
+    assert qc.pass_rate(qc.qc_flags(generated, without_call, 3)) == 1.0
+
+
+def test_a_doublet_call_that_flags_no_real_cell_is_not_used_for_generated_cells(caplog):
+    real = metric_table()
+    real["predicted_doublet"] = False
+    thresholds = qc.fit_thresholds(qc.QCMetrics(real, {}, "obs"))
+    assert not thresholds.doublets
+    assert any("called no cell a doublet" in r.getMessage() for r in caplog.records)
+    generated = pd.DataFrame({"UMI_count": [1e4, 1e4], "predicted_doublet": [True, False]})
+    assert list(qc.qc_flags(generated, thresholds, 3).columns) == ["qc_UMI_count"]
+
+
+def test_thresholds_written_before_the_doublet_flag_score_doublets():
+    d = qc.fit_thresholds(qc.QCMetrics(metric_table(), {}, "obs")).to_dict()
+    del d["doublets"]
+    assert qc.QCThresholds.from_dict(d).doublets
+
+
 def test_scrublet_doublets_are_bool_and_deterministic():
     counts = random_counts(300, 200, 1)
     names = cell_names(300)

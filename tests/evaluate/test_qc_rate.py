@@ -216,9 +216,15 @@ def test_scrublet_per_chunk_is_deterministic_in_the_seed():
     assert first.unavailable == {}
     assert first.table["predicted_doublet"].dtype == bool
     pd.testing.assert_frame_equal(first.table, second.table)
-    thresholds = fit_thresholds(QCMetrics(REAL.iloc[:, :2], {}, "obs"))
+    real = REAL.iloc[:, :2].assign(predicted_doublet=np.arange(len(REAL)) == 0)
+    thresholds = fit_thresholds(QCMetrics(real, {}, "obs"))  # a real doublet call: used
     rates = qc_rate.qc_pass_rates(first, labels, thresholds)
     assert rates["criteria"] == ["qc_UMI_count", "qc_ngenes", "qc_predicted_doublet"]
+    without = fit_thresholds(QCMetrics(REAL.iloc[:, :2], {}, "obs"))  # none: not used
+    assert qc_rate.qc_pass_rates(first, labels, without)["criteria"] == [
+        "qc_UMI_count",
+        "qc_ngenes",
+    ]
 
 
 def test_doublet_call_missing_in_one_chunk_is_dropped_for_all_cells():
@@ -271,3 +277,13 @@ def test_pass_rates_reject_mismatched_labels_and_empty_tables():
         qc_rate.qc_pass_rates(REAL, np.array(["A"] * 4), real_thresholds())
     with pytest.raises(DataError, match="no generated cells"):
         qc_rate.qc_pass_rates(REAL.iloc[:0], np.array([], dtype=str), real_thresholds())
+
+
+def test_a_criterion_missing_in_every_chunk_is_logged_once(caplog):
+    """Ten chunks too small for Scrublet: one warning for the generated set, not one per chunk."""
+    labels = labels_of(40)
+    x = np.stack([cell() for _ in labels])
+    metrics = qc_rate.generated_qc(x, labels, GENES, seed=0, doublets=True)
+    assert "predicted_doublet" in metrics.unavailable
+    messages = [r.getMessage() for r in caplog.records if "predicted_doublet" in r.getMessage()]
+    assert len(messages) == 1, messages

@@ -44,6 +44,10 @@ def test_every_metric_is_reported_per_split_with_the_headline_on_test(evaluated)
     }  # fmt: skip
     text = report(metrics)
     assert text.startswith("headline (test split): ATE_pearsonr")
+    criteria = metrics["qc"]["library_1e4"]["criteria"]
+    line = next(x for x in text.splitlines() if x.startswith("QC criteria of generated cells"))
+    assert all(name.removeprefix("qc_") in line for name in criteria)
+    assert ("no doublet call" in line) == ("qc_predicted_doublet" not in criteria)
 
 
 def test_planted_truth_is_also_scored_on_each_splits_labels(trained, evaluated):

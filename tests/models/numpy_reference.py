@@ -49,8 +49,9 @@ def bernoulli_logpmf(m, logits):
     return m * log_expit(logits) + (1 - m) * log_expit(-logits)
 
 
-def decoder_logpmf(p, u, x, library, likelihood):
-    """log p(x | u) per (P, B, G) for the `library_nb` or `poisson` head."""
+def decoder_logpmf(p, u, x, library, likelihood, log_theta_shift=0.0):
+    """log p(x | u) per (P, B, G) for the `library_nb` or `poisson` head; `log_theta_shift`
+    (broadcastable to (B, G)) is added to each cell's log dispersion."""
     h = trunk(p["trunk"], u)
     if likelihood == "poisson":
         rate = np.maximum(np.logaddexp(0.0, linear(p["rate"], h)), 1e-6)
@@ -59,7 +60,7 @@ def decoder_logpmf(p, u, x, library, likelihood):
     logits = linear(p["gene_logits"], h)
     rho = np.exp(logits - logsumexp(logits, axis=-1, keepdims=True))
     mu = library[None, :, None] * rho
-    theta = np.exp(p["log_theta"])
+    theta = np.exp(p["log_theta"] + log_theta_shift)
     r = np.maximum(theta / (mu + 1e-4), 1e-6)
     return (
         gammaln(x + theta)

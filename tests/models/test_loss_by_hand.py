@@ -47,6 +47,11 @@ CASES = {
     "concat-reference-alpha_batch": (dict(sum_mode=False), LossConfig("batch", "reference"), 1),
     "sum-exact-alpha_split": (dict(sum_mode=True), LossConfig("split", "exact", beta=0.3), 1),
     "concat-none-alpha_0.3": (dict(sum_mode=False), LossConfig(0.3, "none"), 1),
+    "shared-dispersion-concat-exact-alpha_split": (
+        dict(sum_mode=False, artifact_dispersion=False),
+        LossConfig("split", "exact"),
+        1,
+    ),
     "qc_each-concat-reference-alpha_batch": (
         dict(sum_mode=False),
         LossConfig("batch", "reference", beta=0.7),
@@ -138,7 +143,10 @@ def numpy_objective(params, batch, stats, fixed, cfg, loss_cfg) -> dict:
     log_p_A = normal_logpdf(A, 0.0, s).sum(-1)
     log_p_z = normal_logpdf(z_b, 0.0, 1.0).sum(-1)
     u = z_b + z_p + own if cfg.sum_mode else np.concatenate([z_b, z_p, own], axis=-1)
-    log_p_x = decoder_logpmf(params["decoder$params"], u, X[None], library, cfg.likelihood)
+    # Artifact dispersion: a cell failing any criterion has log θ + δ (δ = 0 when switched off).
+    delta = params.get("artifact_log_theta", np.zeros(cfg.n_genes))
+    shift = failed[:, None] * delta[None]
+    log_p_x = decoder_logpmf(params["decoder$params"], u, X[None], library, cfg.likelihood, shift)
     log_p_x = log_p_x.sum(-1)  # (P, B)
 
     terms = {
@@ -190,6 +198,10 @@ def _perturbed_params(params: dict, rng: np.random.Generator) -> dict:
             0.5 * rng.normal(size=decoder["log_theta"].shape), jnp.float32
         )
     params["decoder$params"] = decoder
+    if "artifact_log_theta" in params:
+        params["artifact_log_theta"] = jnp.asarray(
+            rng.normal(size=params["artifact_log_theta"].shape), jnp.float32
+        )
     return params
 
 

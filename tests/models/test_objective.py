@@ -348,3 +348,68 @@ def test_bfloat16_products_keep_the_loss_and_its_gradient(cfg, batch, stats, par
         )
         cosine = float(g32 @ g16 / (jnp.linalg.norm(g32) * jnp.linalg.norm(g16)))
         assert cosine > 0.999
+
+
+def test_basal_dependence_matches_a_pairwise_numpy_sum():
+    """Σ_g (n_g/n) · mean over ordered pairs i≠j in g of z_i·z_j, per particle, then averaged;
+    the groups are each perturbation, the controls, each QC criterion's fails and the passes."""
+    rng = np.random.default_rng(4)
+    P, B, T, L = 2, 9, 3, 4
+    D = np.zeros((B, T))
+    D[0, 0] = D[1, 0] = D[2, 0] = 1  # three cells of perturbation 0
+    D[3, 1] = D[4, 1] = 1  # two of perturbation 1
+    D[5, [0, 1]] = 1  # a pair: in groups 0 and 1
+    D[8, 2] = 1  # one cell of perturbation 2: no pair to estimate its mean from
+    weight = np.ones(B)
+    weight[4] = 0.0  # padding leaves group 1 with cells 3 and 5
+    qc = np.zeros((B, 2))
+    qc[[0, 3, 6], 0] = 1  # criterion 0 failed by three cells
+    qc[[3, 7], 1] = 1  # criterion 1 by two, one of them failing both
+    z = rng.normal(size=(P, B, L))
+    batch = {"D": jnp.asarray(D), "qc": jnp.asarray(qc), "weight": weight}
+    got = objective.basal_dependence(jnp.asarray(z), batch)
+
+    real = weight > 0
+    members = [np.flatnonzero((D[:, t] != 0) & real) for t in range(T)]
+    members.append(np.flatnonzero((D.sum(1) == 0) & real))  # controls: cells 6, 7
+    members += [np.flatnonzero((qc[:, j] != 0) & real) for j in range(2)]
+    members.append(np.flatnonzero((qc.sum(1) == 0) & real))  # passing every criterion
+    expected = 0.0
+    for p in range(P):
+        for cells in members:
+            n = len(cells)
+            if n < 2:
+                continue
+            dots = [z[p, i] @ z[p, j] for i in cells for j in cells if i != j]
+            expected += n / weight.sum() * np.mean(dots) / P
+    assert float(got) == pytest.approx(expected, rel=1e-5)
+
+
+def test_basal_dependence_ignores_spread_and_sees_a_shifted_group():
+    """No bias from the within-group spread: zero-mean noise scores ≈ 0, a shift scores ‖δ‖²."""
+    rng = np.random.default_rng(5)
+    B, L = 4000, 3
+    D = np.zeros((B, 2))
+    D[: B // 2, 0] = 1
+    batch = {"D": jnp.asarray(D), "qc": jnp.zeros((B, 1)), "weight": np.ones(B)}
+    noise = rng.normal(scale=3.0, size=(1, B, L))
+    assert abs(float(objective.basal_dependence(jnp.asarray(noise), batch))) < 0.05
+    shifted = noise.copy()
+    shifted[0, : B // 2] += 2.0
+    got = float(objective.basal_dependence(jnp.asarray(shifted), batch))
+    # the perturbed half (share 1/2) and, through the all-pass group (share 1), everyone's mean
+    # shift of 1 per dim: ½·4L + 1·L
+    assert got == pytest.approx(0.5 * 4.0 * L + 1.0 * L, rel=0.1)
+
+
+def test_independence_weight_adds_the_penalty_to_the_loss(cfg, batch, stats, params):
+    key = jax.random.key(2)
+    base = LossConfig(cf_kl="none")
+    loss0, aux0 = training_loss(params, batch, stats, key, cfg, base)
+    loss1, aux1 = training_loss(
+        params, batch, stats, key, cfg, dataclasses.replace(base, independence=2.0)
+    )
+    assert "basal_dependence" not in aux0
+    assert float(loss1 - loss0) == pytest.approx(float(aux1["basal_dependence"]), rel=1e-4)
+    with pytest.raises(ValueError, match="independence"):
+        LossConfig(independence=-1.0)

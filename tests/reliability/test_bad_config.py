@@ -28,6 +28,13 @@ CONFIG_CASES = {
         ("train.learning_rate must be at least 0",),
     ),
     "zero_epochs": ({"train.max_epochs": 0}, ("train.max_epochs must be at least 1",)),
+    "negative_cf_kl_weight": ({"loss.beta": -1}, ("loss.beta", "must be >= 0", "-1")),
+    "negative_independence_weight": ({"loss.independence": -0.5}, ("loss.independence",)),
+    "nan_learning_rate": ({"train.learning_rate": "nan"}, ("train.learning_rate", "finite")),
+    "infinite_prior_scale": (
+        {"model.embedding_prior_scale": "inf"},
+        ("model.embedding_prior_scale", "finite"),
+    ),
     "unknown_alpha_mode": ({"loss.alpha": "sometimes"}, ("loss.alpha", "'sometimes'")),
     "unknown_cf_kl_form": ({"loss.cf_kl": "approx"}, ("loss.cf_kl", "'approx'")),
     "unknown_reference_mode": ({"data.references": "nearest"}, ("data.references", "'nearest'")),

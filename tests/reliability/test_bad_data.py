@@ -33,8 +33,14 @@ def h5ad(change: Callable[[ad.AnnData], ad.AnnData], **kwargs) -> Callable[[Path
     return lambda folder: write(change(tiny_adata(10, **kwargs)), folder / "data.h5ad")
 
 
-def counts_where_high(value: float) -> Callable[[ad.AnnData], ad.AnnData]:
-    return lambda a: with_counts(a, np.where(a.X.toarray() > 4, value, a.X.toarray()))
+def counts_where_high(value: float, dtype=None) -> Callable[[ad.AnnData], ad.AnnData]:
+    """Counts above 4 replaced by `value`, in `dtype` (default: that of X)."""
+
+    def change(a: ad.AnnData) -> ad.AnnData:
+        dense = a.X.toarray().astype(dtype or a.X.dtype)
+        return with_counts(a, np.where(dense > 4, np.asarray(value, dense.dtype), dense))
+
+    return change
 
 
 def obs_column(name: str, values) -> Callable[[ad.AnnData], ad.AnnData]:
@@ -70,6 +76,16 @@ def truncated(folder: Path) -> Path:
     good = write(tiny_adata(10), folder / "good.h5ad").read_bytes()
     (folder / "good.h5ad").unlink()
     (folder / "data.h5ad").write_bytes(good[: len(good) // 2])
+    return folder / "data.h5ad"
+
+
+def overwritten_middle(folder: Path) -> Path:
+    """A written .h5ad with 4 KiB of seeded random bytes in the middle of the file."""
+    good = bytearray(write(tiny_adata(10), folder / "good.h5ad").read_bytes())
+    (folder / "good.h5ad").unlink()
+    middle = len(good) // 2
+    good[middle : middle + 4096] = np.random.default_rng(0).bytes(4096)
+    (folder / "data.h5ad").write_bytes(bytes(good))
     return folder / "data.h5ad"
 
 
@@ -135,6 +151,15 @@ DATA_CASES = {
     ),
     "negative_counts": DataCase(h5ad(counts_where_high(-1.0)), ("negative counts",)),
     "fractional_counts": DataCase(h5ad(counts_where_high(2.5)), ("non-integer counts",)),
+    "count_float32_cannot_hold": DataCase(
+        h5ad(counts_where_high(2.0**25 + 1, np.float64)), ("count of 16,777,216 or more",)
+    ),
+    "integer_count_float32_cannot_hold": DataCase(
+        h5ad(counts_where_high(2**24 + 1, np.int64)), ("count of 16,777,216 or more",)
+    ),
+    "fraction_below_float32_precision": DataCase(
+        h5ad(counts_where_high(3 + 1e-9, np.float64)), ("non-integer counts",)
+    ),
     "nan_counts": DataCase(h5ad(counts_where_high(np.nan)), ("NaN or infinite counts",)),
     "inf_counts": DataCase(h5ad(counts_where_high(np.inf)), ("NaN or infinite counts",)),
     "all_zero_counts": DataCase(
@@ -152,11 +177,11 @@ DATA_CASES = {
     ),
     # names
     "duplicate_cell_names": DataCase(
-        h5ad(rename("obs", lambda n: ["cell"] * n)), ("duplicate cell names",)
+        h5ad(rename("obs", lambda n: ["cell"] * n)), ("duplicate cell names", "'cell' ×")
     ),
     "duplicate_gene_names": DataCase(
         h5ad(rename("var", lambda n: ["MT-CO1", *[f"G{i % 3}" for i in range(n - 1)]])),
-        ("duplicate gene names",),
+        ("duplicate gene names", "3 names occur more than once", "'G0' ×"),
     ),
     # perturbation labels
     "nan_perturbation": DataCase(h5ad(relabel("A", None)), ("missing values (NaN)",)),
@@ -214,10 +239,11 @@ DATA_CASES = {
         h5ad(obs_column("split", "train")), ("the val split has no cells",), {"split": "column"}
     ),
     # files
-    "truncated_h5ad": DataCase(truncated, ("could not be read as AnnData", "truncated")),
+    "truncated_h5ad": DataCase(truncated, ("damaged", "truncated")),
+    "random_bytes_mid_file": DataCase(overwritten_middle, ("damaged",)),
     "text_file": DataCase(text_file("cell,gene\n1,2\n"), ("is not an HDF5",)),
     "empty_file": DataCase(text_file(""), ("is not an HDF5",)),
-    "hdf5_but_not_anndata": DataCase(hdf5_not_anndata, ("could not be read as AnnData",)),
+    "hdf5_but_not_anndata": DataCase(hdf5_not_anndata, ("not AnnData (.h5ad)", "counts")),
     "directory_as_data": DataCase(directory, ("is a directory",)),
     "missing_file": DataCase(lambda folder: folder / "data.h5ad", ("does not exist",)),
 }

@@ -225,8 +225,18 @@ def _nested(flat: dict) -> dict:
         (["--perturbations=,"], ("no perturbation given",)),
         (["--perturbations=A", "--n_cells=0"], ("--n_cells must be at least 1",)),
         (["--perturbations=A", "--library=-5"], ("--library", "-5")),
+        (["--perturbations=A,B,A"], ("'A' twice",)),
+        (["--perturbations=A+B,B+A"], ("'B+A' twice", "as 'A+B'")),
     ],
-    ids=["unknown", "unknown-in-combination", "none", "no-cells", "negative-library"],
+    ids=[
+        "unknown",
+        "unknown-in-combination",
+        "none",
+        "no-cells",
+        "negative-library",
+        "duplicate",
+        "same-pair-in-two-orders",
+    ],
 )
 def test_bad_generate_request(flags, expect, trained_run, tmp_path):
     before = snapshot(tmp_path, trained_run)
@@ -253,3 +263,10 @@ def test_generate_a_combination_from_svae_plus(svae_plus_export, tmp_path):
     )
     assert_user_error(outcome, "model.name=svae_plus", "'A+B'")
     assert snapshot(tmp_path) == {}
+
+
+def test_generate_out_into_a_read_only_folder_fails_before_the_work(trained_run, read_only_dir):
+    out = read_only_dir / "cells.h5ad"
+    outcome = run_cli("generate", f"--workdir={trained_run}", "--perturbations=A", f"--out={out}")
+    assert_user_error(outcome, f"directory {read_only_dir} is not writable")
+    assert not out.exists()

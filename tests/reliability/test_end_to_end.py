@@ -30,7 +30,7 @@ def test_truncated_data_file(tmp_path):
     data.write_bytes(data.read_bytes()[:4096])
     before = snapshot(tmp_path)
     outcome = run_subprocess("train", *cli_overrides(data), f"--workdir={tmp_path / 'run'}")
-    assert_one_line_error(outcome, "could not be read as AnnData")
+    assert_one_line_error(outcome, "damaged")
     assert snapshot(tmp_path) == before
 
 

@@ -1,3 +1,4 @@
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -41,3 +42,24 @@ def test_mask_logits_take_scaled_adam_steps_and_other_parameters_do_not():
         updates["decoder$params"]["kernel"], -lr * np.array([1.0, -1.0, 1.0]), rtol=1e-5
     )
     np.testing.assert_allclose(updates["E_loc"], -lr * np.array([-1.0, 1.0]), rtol=1e-5)
+
+
+def test_dispersions_take_their_own_scaled_adam_steps():
+    """dispersion_lr_scale scales the first Adam step of every NB log dispersion (the decoder's
+    nested `log_theta` and CRADLE's `artifact_log_theta`) and of nothing else."""
+    lr, mask_scale, dispersion_scale = 0.01, 10.0, 4.0
+    params = {
+        "mask_logits": jnp.zeros((2,)),
+        "artifact_log_theta": jnp.zeros((3,)),
+        "decoder$params": {"log_theta": jnp.zeros((3,)), "kernel": jnp.zeros((3,))},
+    }
+    grads = jax.tree_util.tree_map(lambda x: jnp.ones_like(x), params)
+    optimizer = make_optimizer(
+        lr, weight_decay=0.0, mask_lr_scale=mask_scale, dispersion_lr_scale=dispersion_scale
+    )
+    updates, _ = optimizer.update(grads, optimizer.init(params), params)
+    np.testing.assert_allclose(updates["mask_logits"], -mask_scale * lr, rtol=1e-5)
+    np.testing.assert_allclose(updates["artifact_log_theta"], -dispersion_scale * lr, rtol=1e-5)
+    decoder = updates["decoder$params"]
+    np.testing.assert_allclose(decoder["log_theta"], -dispersion_scale * lr, rtol=1e-5)
+    np.testing.assert_allclose(decoder["kernel"], -lr, rtol=1e-5)
