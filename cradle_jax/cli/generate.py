@@ -13,7 +13,10 @@ PERTURBATIONS = flags.DEFINE_string(
     "(combinations of known singles are allowed)"
 )  # fmt: skip
 LIBRARY = flags.DEFINE_float(
-    "library", EVAL_LIBRARY, "generate, predict: library size of generated cells"
+    "library",
+    None,
+    "library size of every generated cell; default: generate 10000 (the original's), predict "
+    "the depth of the --real file's QC-pass control cells (each cell draws one of theirs)",
 )
 
 
@@ -28,6 +31,7 @@ def run(seed: int, out: str | None) -> None:
     bundle = load_workdir(WORKDIR.value) if WORKDIR.value else load_export(EXPORT.value)[0]
     labels = parse_perturbations(PERTURBATIONS.value, bundle)
     n_cells = 100 if N_CELLS.value is None else N_CELLS.value
-    adata = generated_anndata(bundle, labels, n_cells, seed=seed, library=LIBRARY.value)
+    library = EVAL_LIBRARY if LIBRARY.value is None else LIBRARY.value
+    adata = generated_anndata(bundle, labels, n_cells, seed=seed, library=library)
     path = write_anndata(adata, out)
     print(f"wrote {path}: {adata.n_obs} cells x {adata.n_vars} genes ({', '.join(labels)})")

@@ -6,6 +6,7 @@ cells. Sign convention: a flag of 1/True means the cell FAILED that criterion.
 """
 
 import logging
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Self
@@ -170,7 +171,11 @@ def _run_scrublet(adata: "ad.AnnData", seed: int) -> str | None:
     try:
         # Exact kNN: on 2 cores it is ~9x faster than pynndescent's approximate search for the
         # block sizes the data layer uses (8k cells: 2.9 s vs 25 s), and it is deterministic.
-        sc.pp.scrublet(adata, random_state=seed, use_approx_neighbors=False)
+        with warnings.catch_warnings():
+            # numpy's "mean of empty slice" and the like on degenerate input (one gene): the
+            # outcome is reported as the criterion's one line, not as warnings before it.
+            warnings.simplefilter("ignore", RuntimeWarning)
+            sc.pp.scrublet(adata, random_state=seed, use_approx_neighbors=False)
     except Exception as error:  # scanpy/sklearn/skimage failures all mean "no doublet call"
         return f"Scrublet failed: {type(error).__name__}: {error}".replace("\n", " ").rstrip(".")
     if "threshold" not in adata.uns.get("scrublet", {}):
@@ -184,8 +189,8 @@ class QCThresholds:
     """Median and raw MAD (no 1.4826 factor, SPEC E2) of each continuous metric over all cells.
 
     `doublets` says whether the doublet call could be fitted on the real data (Scrublet ran,
-    found a threshold and called at least one cell): cells scored against these thresholds
-    (generated ones) are judged by it only then, so both sides use the same criteria. A call
+    found a threshold and called at least one cell): generated cells scored against these
+    thresholds are judged by it only then, so both sides use the same criteria. A call
     that flags no real cell carries no information about the real data, while Scrublet run
     on a generated set calls its own share of doublets whatever the cells (1.8 % of real
     artifact-free cells in chunks of 510), which alone would make generated cells fail more.
@@ -249,12 +254,15 @@ def fit_thresholds(metrics: QCMetrics) -> QCThresholds:
     return QCThresholds(medians=medians, mads=mads, doublets=doublets)
 
 
-def qc_flags(metrics: pd.DataFrame, thresholds: QCThresholds, t: float) -> pd.DataFrame:
+def qc_flags(
+    metrics: pd.DataFrame, thresholds: QCThresholds, t: float, doublets: bool = True
+) -> pd.DataFrame:
     """Bool (N, ≤6) "qc_<metric>" columns in QC_METRICS order, True = failed (§4.2).
 
-    A criterion needs its metric in `metrics` and a fitted threshold (for the doublet call: a
-    doublet call on the cells the thresholds were fitted on); the thresholds may come from other
-    cells (real data scoring generated cells, §5.5).
+    A criterion needs its metric in `metrics` and, unless it is the doublet call, a fitted
+    threshold; the thresholds may come from other cells (real data scoring generated cells,
+    §5.5). `doublets` off leaves the doublet call out (for generated cells when the real data
+    had none: `QCThresholds.doublets`).
     Inequalities are strict, so a value equal to its threshold passes.
     """
     if not t >= 0:
@@ -264,7 +272,7 @@ def qc_flags(metrics: pd.DataFrame, thresholds: QCThresholds, t: float) -> pd.Da
         if metric not in metrics.columns:
             continue
         if metric == "predicted_doublet":
-            if not thresholds.doublets:
+            if not doublets:
                 continue
             flags[f"qc_{metric}"] = metrics[metric].to_numpy(dtype=bool)
         elif metric in thresholds.medians:

@@ -47,16 +47,16 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from cradle_jax.data.dataset import count_source, qc_metrics_of
+from cradle_jax.data.dataset import count_source
 from cradle_jax.data.errors import DataError
 from cradle_jax.data.perturbations import read_labels
-from cradle_jax.data.qc import qc_flags, total_qc
 from cradle_jax.data.seeding import host_rng
 from cradle_jax.evaluate.prediction_files import (
     PERTURBATION_COLUMN,
     TARGET_SUM,
     PredictionPair,
     log_normalized,
+    qc_pass_of,
     real_cells,
 )
 from cradle_jax.evaluate.qc_rate import generated_cell_names
@@ -91,7 +91,7 @@ def fit_baseline(
     )
     wanted = [control, *needed]
     rows = np.flatnonzero(np.isin(cell_labels, wanted))
-    passed, qc_source = _qc_pass(bundle, real, rows)
+    passed, qc_source = qc_pass_of(bundle, real, rows)
     for single, labels in needed.items():
         of_single = cell_labels[rows] == single
         if not passed[of_single].any():
@@ -207,16 +207,6 @@ def baseline_prediction_pair(
     prediction.uns["cradle_jax"] = {**provenance, "file": "prediction"}
     real_part.uns["cradle_jax"] = {**provenance, "file": "real"}
     return PredictionPair(prediction, real_part)
-
-
-def _qc_pass(bundle: ModelBundle, real: ad.AnnData, rows: np.ndarray) -> tuple[np.ndarray, str]:
-    """(len(rows),) bool QC pass of those cells under the model's thresholds, and where the
-    metrics came from; metrics computed on every gene of the file, as the loader does."""
-    data = bundle.config.data
-    cells = real[rows]
-    metrics = qc_metrics_of(cells, count_source(cells, data.layer), data, bundle.config.seed)
-    flags = qc_flags(metrics.table, bundle.qc_thresholds, data.qc_threshold)
-    return total_qc(flags) == 0, metrics.source
 
 
 def _mean(x: sp.csr_matrix) -> np.ndarray:

@@ -39,14 +39,21 @@ def parse_perturbations(text: str, bundle: ModelBundle) -> list[str]:
 
 
 def generated_counts(
-    bundle: ModelBundle, labels: list[str], n_cells: int, *, key_data: np.ndarray, library: float
+    bundle: ModelBundle,
+    labels: list[str],
+    n_cells: int,
+    *,
+    key_data: np.ndarray,
+    library: float | np.ndarray,
 ) -> tuple[sp.csr_matrix, np.ndarray]:
     """`n_cells` artifact-free count vectors per label (CSR float32, label by label) and the
     label of each cell; DataError for a non-positive size or a model that cannot take a label."""
     if n_cells < 1:
         raise DataError(f"--n_cells must be at least 1, got {n_cells}")
-    if not library > 0:
-        raise DataError(f"--library (library size of generated cells) must be > 0, got {library}")
+    values = np.asarray(library, dtype=np.float64)
+    if values.size == 0 or not np.all(values > 0):
+        shown = library if values.ndim == 0 else f"{np.sort(values)[:3]}..."
+        raise DataError(f"--library (library size of generated cells) must be > 0, got {shown}")
     dosage = bundle.vocabulary.dosage(labels).toarray()
     check_dosage(bundle.cfg, dosage, labels)
     cells = generate_cells(bundle.params, bundle.cfg, dosage, n_cells, key_data, library=library)

@@ -25,18 +25,30 @@ from cradle_jax.train.mesh import data_mesh, replicate, row_sharded
 from cradle_jax.train.objective import sample_global_posterior
 
 EVAL_LIBRARY = 1e4  # ℓ of generated cells (§5.1, E3)
+_LIBRARY_STREAM = 7  # fold_in index of the key that draws per-cell library sizes
 
 
 def good_path_batch(dosage: jax.Array, n_qc: int, library) -> dict:
     """A batch of K cells, one per dosage row, on the good path with library size ℓ (a number,
-    or one per cell)."""
+    one per cell (K,), or one per particle and cell (P, K))."""
     K = dosage.shape[0]
+    library = jnp.asarray(library, jnp.float32)
     return {
         "D": dosage,
         "qc": jnp.zeros((K, n_qc), jnp.float32),
-        "library_size": jnp.full((K,), library, jnp.float32),
+        "library_size": library if library.ndim == 2 else jnp.broadcast_to(library, (K,)),
         "weight": jnp.ones((K,), jnp.float32),
     }
+
+
+def cell_libraries(key: jax.Array, library, shape: tuple[int, int]) -> jax.Array:
+    """ℓ of each generated cell: `library` itself when it is a number, else a uniform draw
+    (with replacement) from its values, e.g. the library sizes of real control cells, so
+    generated cells have the depth of the cells they are compared with."""
+    library = jnp.asarray(library, jnp.float32)
+    if library.ndim == 0:
+        return library
+    return jax.random.choice(key, library, shape=shape)
 
 
 @partial(jax.jit, static_argnames=("cfg",))
@@ -46,6 +58,8 @@ def sample_good_path(params: dict, dosage: jax.Array, key: jax.Array, library, c
     global_samples = sample_global_posterior(params, global_key, cfg)
     K = dosage.shape[0]
     unit = SiteWeights.unweighted(cfg, jnp.ones(K))
+    library_key = jax.random.fold_in(key, _LIBRARY_STREAM)
+    library = cell_libraries(library_key, library, (cfg.n_particles, K))
     batch = good_path_batch(dosage, cfg.n_qc, library)
     substituted = handlers.substitute(family_of(cfg).model, data={**params, **global_samples})
     program = handlers.seed(substituted, model_key)
@@ -86,12 +100,13 @@ def generate_cells(
     n_cells: int,
     key_data: np.ndarray,
     *,
-    library: float = EVAL_LIBRARY,
+    library: float | np.ndarray = EVAL_LIBRARY,
     chunk: int = 128,
     mesh: Mesh | None = None,
 ) -> np.ndarray:
     """`n_cells` artifact-free count vectors for each dosage row: (K, n_cells, G) float32.
 
+    `library` is every cell's ℓ, or an array of library sizes each cell draws its ℓ from.
     Particles are drawn `chunk` at a time (one compiled shape), one chunk per device of the mesh
     (default: every device) at once; chunk c uses fold_in(key, c), so the result depends only on
     the key, n_cells and chunk, and cells come back in chunk order on any number of devices.
@@ -99,6 +114,7 @@ def generate_cells(
     mesh = data_mesh() if mesh is None else mesh
     params = replicate(params, mesh)
     dosage = replicate(jnp.asarray(dosage, jnp.float32), mesh)
+    library = replicate(jnp.asarray(library, jnp.float32), mesh)
     chunk_cfg = dataclasses.replace(cfg, n_particles=min(chunk, n_cells))
     n_chunks = -(-n_cells // chunk_cfg.n_particles)
     pieces = []

@@ -93,7 +93,8 @@ def real_cell_batches(
     dosage = bundle.vocabulary.dosage(labels).toarray()
     check_dosage(bundle.cfg, dosage, labels)
     metrics = qc_metrics_of(adata, counts, config, bundle.config.seed)
-    flags = qc_flags(metrics.table, bundle.qc_thresholds, config.qc_threshold)
+    thresholds = bundle.qc_thresholds
+    flags = qc_flags(metrics.table, thresholds, config.qc_threshold, thresholds.doublets)
     qc, _ = qc_matrix_of(flags, config.qc_mode)
 
     def batches():

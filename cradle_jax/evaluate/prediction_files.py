@@ -16,11 +16,11 @@ import pandas as pd
 import scipy.sparse as sp
 
 from cradle_jax.data.counts import InMemoryCounts, check_counts
-from cradle_jax.data.dataset import count_source
+from cradle_jax.data.dataset import count_source, qc_metrics_of
 from cradle_jax.data.errors import DataError
 from cradle_jax.data.perturbations import read_labels
+from cradle_jax.data.qc import qc_flags, total_qc
 from cradle_jax.evaluate.cells import generated_counts
-from cradle_jax.evaluate.generate import EVAL_LIBRARY
 from cradle_jax.evaluate.qc_rate import generated_cell_names
 from cradle_jax.train.bundle import ModelBundle
 from cradle_jax.train.keys import purpose_key
@@ -56,11 +56,15 @@ def prediction_pair(
     seed: int,
     controls: str = "generated",
     perturbation_column: str = PERTURBATION_COLUMN,
-    library: float = EVAL_LIBRARY,
+    library: float | None = None,
 ) -> PredictionPair:
     """`n_cells` artifact-free predicted cells per perturbation (canonical labels) and control,
     beside the real cells of those labels; controls in the prediction are generated or copied
-    from the real file (`controls`). DataError if the real file lacks a gene or a label."""
+    from the real file (`controls`). DataError if the real file lacks a gene or a label.
+
+    Each generated cell's library size is drawn from those of the real file's QC-pass control
+    cells (over the model's genes), so predicted and real cells have the same depth, or is
+    `library` for every cell."""
     if controls not in CONTROL_SOURCES:
         raise DataError(f"--controls must be one of {', '.join(CONTROL_SOURCES)}, got {controls!r}")
     control = bundle.vocabulary.control_label
@@ -68,8 +72,9 @@ def prediction_pair(
     real_part = real_cells(bundle, real, labels, perturbation_column)
 
     generated_labels = labels if controls == "generated" else labels[1:]
+    depth, depth_record = _generation_depth(bundle, real, real_part, perturbation_column, library)
     counts, cell_labels = generated_counts(
-        bundle, generated_labels, n_cells, key_data=purpose_key(seed, "predict"), library=library
+        bundle, generated_labels, n_cells, key_data=purpose_key(seed, "predict"), library=depth
     )
     prediction = _annotated(
         counts, cell_labels, generated_cell_names(cell_labels), bundle, labels, perturbation_column
@@ -89,13 +94,47 @@ def prediction_pair(
         "control_label": control,
         "controls": controls,
         "seed": seed,
-        "generated_library_size": float(library),
+        "generated_library_size": depth_record,
         "generated_cells_per_label": n_cells,
         "versions": bundle.versions,
     }
     prediction.uns["cradle_jax"] = {**provenance, "file": "prediction"}
     real_part.uns["cradle_jax"] = {**provenance, "file": "real"}
     return PredictionPair(prediction, real_part)
+
+
+def _generation_depth(bundle, real, real_part, perturbation_column, library):
+    """The library sizes generated cells draw from, and how `uns` records them."""
+    if library is not None:
+        return float(library), {"fixed": float(library)}
+    control = bundle.vocabulary.control_label
+    is_control = (real_part.obs[perturbation_column] == control).to_numpy()
+    rows = np.flatnonzero(real.obs_names.isin(real_part.obs_names[is_control]))
+    passed, _ = qc_pass_of(bundle, real, rows)
+    controls = real_part[real_part.obs_names[is_control][passed]]
+    sizes = np.asarray(controls.layers["counts"].sum(axis=1), dtype=np.float64).ravel()
+    sizes = sizes[sizes > 0]
+    if sizes.size == 0:
+        raise DataError(
+            "no QC-pass control cell with counts in the real file to take the depth of "
+            "generated cells from; give --library N"
+        )
+    record = {
+        "drawn_from": "the real file's QC-pass control cells (counts over the model's genes)",
+        "cells": int(sizes.size),
+        "median": float(np.median(sizes)),
+    }
+    return sizes.astype(np.float32), record
+
+
+def qc_pass_of(bundle: ModelBundle, real: ad.AnnData, rows: np.ndarray) -> tuple[np.ndarray, str]:
+    """(len(rows),) bool QC pass of those cells under the model's thresholds, and where the
+    metrics came from; metrics computed on every gene of the file, as the loader does."""
+    data = bundle.config.data
+    cells = real[rows]
+    metrics = qc_metrics_of(cells, count_source(cells, data.layer), data, bundle.config.seed)
+    flags = qc_flags(metrics.table, bundle.qc_thresholds, data.qc_threshold)
+    return total_qc(flags) == 0, metrics.source
 
 
 def real_cells(

@@ -7,6 +7,10 @@ when complete, so a checkpoint half-written by a kill is never listed, never loa
 cleaned up by the next manager.
 """
 
+import contextlib
+import errno
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import jax
@@ -46,11 +50,32 @@ def check_param_shapes(saved, expected, what: str) -> None:
         raise RunError(f"{what} has parameters this config does not build: a different model")
 
 
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def _is_disk_full(err: BaseException) -> bool:
+    """True when `err`, or an error it was raised from or wraps, is "no space" or "quota"."""
+    seen, todo = set(), [err]
+    while todo:
+        current = todo.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in NO_SPACE:
+            return True
+        if "No space left on device" in str(current) or "Disk quota exceeded" in str(current):
+            return True
+        todo += [current.__cause__, current.__context__, *getattr(current, "exceptions", ())]
+    return False
+
+
 class Checkpoints:
     """The latest and best checkpoints of one workdir."""
 
     def __init__(self, workdir: str | Path) -> None:
-        root = Path(workdir) / CHECKPOINTS_DIR
+        self._workdir = Path(workdir)
+        root = self._workdir / CHECKPOINTS_DIR
+        self._root = root
         self._latest = _manager(root / "latest", max_to_keep=2, arrays="state")
         self._best = _manager(root / "best", max_to_keep=1, arrays="params")
 
@@ -62,12 +87,14 @@ class Checkpoints:
 
     def save_latest(self, step: int, state: TrainState, progress: Progress) -> None:
         """Save the train state under its step number (each step is saved at most once)."""
-        saved = self._latest.save(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardSave(state), progress=ocp.args.JsonSave(progress.to_dict())
-            ),
-        )
+        with self._disk_full_is_a_run_error(step):
+            saved = self._latest.save(
+                step,
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardSave(state),
+                    progress=ocp.args.JsonSave(progress.to_dict()),
+                ),
+            )
         if not saved:
             raise RuntimeError(f"checkpoint of step {step} exists already and was not replaced")
 
@@ -78,13 +105,33 @@ class Checkpoints:
         """
         if step in self._best.all_steps():
             return
-        self._best.save(
-            step,
-            args=ocp.args.Composite(
-                params=ocp.args.StandardSave(state.params),
-                progress=ocp.args.JsonSave(progress.to_dict()),
-            ),
-        )
+        with self._disk_full_is_a_run_error(step):
+            self._best.save(
+                step,
+                args=ocp.args.Composite(
+                    params=ocp.args.StandardSave(state.params),
+                    progress=ocp.args.JsonSave(progress.to_dict()),
+                ),
+            )
+
+    @contextlib.contextmanager
+    def _disk_full_is_a_run_error(self, step: int) -> Iterator[None]:
+        """A full disk while saving: the half-written checkpoint removed and one RunError that
+        names the disk and the workdir; the checkpoints saved before stay, so a new launch
+        resumes from the newest of them."""
+        try:
+            yield
+        except Exception as err:
+            if not _is_disk_full(err):
+                raise
+            for partial in self._root.glob("*/*.orbax-checkpoint-tmp*"):
+                shutil.rmtree(partial, ignore_errors=True)
+            free = shutil.disk_usage(self._root).free / 2**20
+            raise RunError(
+                f"no space left on the disk of workdir {self._workdir} ({free:.0f} MiB free) "
+                f"while saving the checkpoint of step {step}; free space and launch the same "
+                "command again to resume"
+            ) from err
 
     def latest_progress(self) -> Progress | None:
         """The Progress of the newest complete checkpoint, without loading its arrays."""

@@ -14,13 +14,19 @@ def loss_config() -> ml_collections.ConfigDict:
     """α mode, cf-KL form and β (§3.2, §3.4; A1)."""
     c = ml_collections.ConfigDict()
     c.alpha = "batch"  # batch | split | off | a number, e.g. "0.2"
-    c.alpha_scope = "reconstruction"  # what the α class weight scales: reconstruction | cell
+    # What the α class weight scales: `cell` (the cell's whole ELBO term) | `reconstruction` (its
+    # likelihood only, the original's: a β = 1/α VAE for pass cells whose basal posterior
+    # collapses; docs/decisions.md#class-weight-scope).
+    c.alpha_scope = "cell"
     # exact | reference | none. The original's form (`reference`: no 1/σ² on the mean term and
     # summed over cells, so worth β·B cells' ELBO) dominates the objective and collapses the basal
     # posterior (docs/decisions.md#cf-kl-exact).
     c.cf_kl = "exact"
     c.beta = 0.5
-    c.independence = 0.0  # weight of the basal-dependence penalty (objective.basal_dependence)
+    # Weight of the basal-dependence penalty: the mean of z_b in each perturbation and QC group
+    # held at the prior's 0, so the encoder does not take up the effects
+    # (objective.basal_dependence, docs/decisions.md#basal-independence).
+    c.independence = 10.0
     return c
 
 

@@ -185,22 +185,24 @@ def counterfactual_kl(
     return total
 
 
-def basal_dependence(z_loc: jax.Array, batch: dict) -> jax.Array:
-    """How much the basal posterior means depend on the perturbation and the QC status:
+def basal_dependence(z_loc: jax.Array, batch: dict, qc_groups: bool) -> jax.Array:
+    """How much the basal posterior means depend on the perturbation (and the QC status):
     Σ_g (n_g/n) ‖μ_g‖².
 
     Groups g are the perturbation columns of D (a pair's cell is in both), the controls (no
-    perturbation), the QC columns (cells failing each criterion) and the cells passing every
-    criterion; μ_g is the mean of z_loc over group g, whose square norm is estimated without
-    bias by the U-statistic (‖Σ_i z_i‖² − Σ_i ‖z_i‖²) / (n_g (n_g − 1)), so the spread of z_b
-    within a group is not penalised, only a shift of its mean. The model says z_b ⊥ (d, c) with
-    z_b ~ N(0, I), so every group's mean is 0; averaged over particles, a scalar.
+    perturbation) and, with `qc_groups`, the QC columns (cells failing each criterion) and the
+    cells passing every criterion; μ_g is the mean of z_loc over group g, whose square norm is
+    estimated without bias by the U-statistic (‖Σ_i z_i‖² − Σ_i ‖z_i‖²) / (n_g (n_g − 1)), so
+    the spread of z_b within a group is not penalised, only a shift of its mean. The model says
+    z_b ⊥ d (CRADLE: z_b ⊥ (d, c)) with z_b ~ N(0, I), so every group's mean is 0; averaged
+    over particles, a scalar. A family without an artifact path has only z_b to explain an
+    artifact with, so its QC groups are not held at 0.
     """
     w = batch["weight"]
-    control = jnp.all(batch["D"] == 0, axis=-1, keepdims=True)
-    passed = jnp.all(batch["qc"] == 0, axis=-1, keepdims=True)
-    indicators = [batch["D"] != 0, control, batch["qc"] != 0, passed]
-    groups = jnp.concatenate(indicators, axis=-1) * w[:, None]  # (B, T + 1 + Q + 1)
+    indicators = [batch["D"] != 0, jnp.all(batch["D"] == 0, axis=-1, keepdims=True)]
+    if qc_groups:
+        indicators += [batch["qc"] != 0, jnp.all(batch["qc"] == 0, axis=-1, keepdims=True)]
+    groups = jnp.concatenate(indicators, axis=-1) * w[:, None]  # (B, number of groups)
     sums = jnp.einsum("bg,pbl->pgl", groups, z_loc)
     squares = jnp.einsum("bg,pb->pg", groups, jnp.sum(z_loc**2, axis=-1))
     n = jnp.sum(groups, axis=0)
@@ -249,7 +251,8 @@ def training_loss(
         aux["cf_KLdivergence"] = loss_cfg.beta * cf
         loss = negative_elbo + loss_cfg.beta * cf
     if loss_cfg.independence > 0:
-        dependence = basal_dependence(guide_trace["z_loc"]["value"], batch)
+        z_loc = guide_trace["z_loc"]["value"]
+        dependence = basal_dependence(z_loc, batch, qc_groups=family.artifact_path)
         aux["basal_dependence"] = loss_cfg.independence * dependence
         loss = loss + loss_cfg.independence * dependence
     aux["negative_elbo"] = negative_elbo

@@ -134,7 +134,7 @@ def test_scrublet_without_a_threshold_is_unavailable_not_all_singlets(monkeypatc
     thresholds = qc.fit_thresholds(metrics)
     assert not thresholds.doublets
     generated = pd.DataFrame({"UMI_count": [1e4, 1e4], "predicted_doublet": [True, False]})
-    flags = qc.qc_flags(generated, thresholds, 3)
+    flags = qc.qc_flags(generated, thresholds, 3, doublets=thresholds.doublets)
     assert list(flags.columns) == ["qc_UMI_count"]
 
 
@@ -147,8 +147,9 @@ def test_generated_doublet_calls_count_only_where_the_real_data_had_one():
     assert with_call.doublets
     assert not without_call.doublets
     generated = pd.DataFrame({"predicted_doublet": [True, False, False, False]})
-    assert qc.pass_rate(qc.qc_flags(generated, with_call, 3)) == 0.75
-    assert qc.pass_rate(qc.qc_flags(generated, without_call, 3)) == 1.0
+    assert qc.pass_rate(qc.qc_flags(generated, with_call, 3, doublets=with_call.doublets)) == 0.75
+    assert qc.pass_rate(qc.qc_flags(generated, without_call, 3, without_call.doublets)) == 1.0
+    assert qc.pass_rate(qc.qc_flags(generated, without_call, 3)) == 0.75  # real cells: own call
 
 
 def test_a_doublet_call_that_flags_no_real_cell_is_not_used_for_generated_cells(caplog):
@@ -158,7 +159,8 @@ def test_a_doublet_call_that_flags_no_real_cell_is_not_used_for_generated_cells(
     assert not thresholds.doublets
     assert any("called no cell a doublet" in r.getMessage() for r in caplog.records)
     generated = pd.DataFrame({"UMI_count": [1e4, 1e4], "predicted_doublet": [True, False]})
-    assert list(qc.qc_flags(generated, thresholds, 3).columns) == ["qc_UMI_count"]
+    flags = qc.qc_flags(generated, thresholds, 3, doublets=thresholds.doublets)
+    assert list(flags.columns) == ["qc_UMI_count"]
 
 
 def test_thresholds_written_before_the_doublet_flag_score_doublets():

@@ -123,3 +123,27 @@ def test_cli_writes_both_files_or_neither(bundle, trained, tmp_path):
     assert outcome.code == 2
     assert "unknown perturbation 'NOPE'" in outcome.err
     assert sorted(tmp_path.iterdir()) == []
+
+
+def test_predicted_cells_have_the_depth_of_the_real_qc_pass_controls(bundle, real):
+    """By default each generated cell draws its library size from the real QC-pass controls:
+    predicted and real cells are compared at the same depth, not at 10⁴ against ~10³."""
+    from cradle_jax.evaluate.prediction_files import qc_pass_of
+
+    single = bundle.vocabulary.singles[0]
+    pair = prediction_pair(bundle, real, [single], n_cells=200, seed=0)
+    control = bundle.vocabulary.control_label
+    controls = np.flatnonzero((real.obs["perturbation"] == control).to_numpy())
+    passed, _ = qc_pass_of(bundle, real, controls)
+    genes = real.var_names.get_indexer(bundle.gene_names.astype(str))
+    real_depth = np.asarray(real.X[controls[passed]][:, genes].sum(axis=1)).ravel()
+    record = pair.prediction.uns["cradle_jax"]["generated_library_size"]
+    assert record["cells"] == int((real_depth > 0).sum())
+    assert record["median"] == pytest.approx(np.median(real_depth[real_depth > 0]))
+    predicted_depth = dense(pair.prediction.layers["counts"]).sum(axis=1)
+    assert np.median(predicted_depth) == pytest.approx(np.median(real_depth), rel=0.25)
+    fixed = prediction_pair(bundle, real, [single], n_cells=50, seed=0, library=1e4)
+    assert fixed.prediction.uns["cradle_jax"]["generated_library_size"] == {"fixed": 1e4}
+    fixed_depth = dense(fixed.prediction.layers["counts"]).sum(axis=1)
+    assert np.median(fixed_depth) == pytest.approx(1e4, rel=0.25)
+    assert np.median(real_depth) < 0.5e4  # the test separates the two depths

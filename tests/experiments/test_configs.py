@@ -35,11 +35,15 @@ COMMON = {
     "model.gs_temperature": 1.0,
     "model.mask_init_logits": 3.0,  # ours, not the published 0 (docs/decisions.md#masks-start-on)
     "model.n_particles": 5,
+    "model.artifact_dispersion": True,  # ours (docs/decisions.md#artifact-dispersion)
     "loss.alpha": "batch",
+    "loss.alpha_scope": "cell",  # ours (docs/decisions.md#class-weight-scope)
+    "loss.independence": 10.0,  # ours (docs/decisions.md#basal-independence)
     "loss.cf_kl": "exact",  # ours, not the original's form (docs/decisions.md#cf-kl-exact)
     "train.batch_size": 512,
     "train.weight_decay": 1e-6,
     "train.mask_lr_scale": 10.0,  # ours (docs/decisions.md#mask-learning-rate)
+    "train.dispersion_lr_scale": 1.0,
     "train.clip_norm": 100.0,
     "train.max_epochs": 2000,
     "train.checkpoint_every_steps": 2000,

@@ -367,22 +367,27 @@ def test_basal_dependence_matches_a_pairwise_numpy_sum():
     qc[[3, 7], 1] = 1  # criterion 1 by two, one of them failing both
     z = rng.normal(size=(P, B, L))
     batch = {"D": jnp.asarray(D), "qc": jnp.asarray(qc), "weight": weight}
-    got = objective.basal_dependence(jnp.asarray(z), batch)
+    got = objective.basal_dependence(jnp.asarray(z), batch, qc_groups=True)
+    without_qc = objective.basal_dependence(jnp.asarray(z), batch, qc_groups=False)
+
+    def pairwise(groups) -> float:
+        total = 0.0
+        for p in range(P):
+            for cells in groups:
+                n = len(cells)
+                if n < 2:
+                    continue
+                dots = [z[p, i] @ z[p, j] for i in cells for j in cells if i != j]
+                total += n / weight.sum() * np.mean(dots) / P
+        return total
 
     real = weight > 0
     members = [np.flatnonzero((D[:, t] != 0) & real) for t in range(T)]
     members.append(np.flatnonzero((D.sum(1) == 0) & real))  # controls: cells 6, 7
-    members += [np.flatnonzero((qc[:, j] != 0) & real) for j in range(2)]
-    members.append(np.flatnonzero((qc.sum(1) == 0) & real))  # passing every criterion
-    expected = 0.0
-    for p in range(P):
-        for cells in members:
-            n = len(cells)
-            if n < 2:
-                continue
-            dots = [z[p, i] @ z[p, j] for i in cells for j in cells if i != j]
-            expected += n / weight.sum() * np.mean(dots) / P
-    assert float(got) == pytest.approx(expected, rel=1e-5)
+    qc_members = [np.flatnonzero((qc[:, j] != 0) & real) for j in range(2)]
+    qc_members.append(np.flatnonzero((qc.sum(1) == 0) & real))  # passing every criterion
+    assert float(without_qc) == pytest.approx(pairwise(members), rel=1e-5)
+    assert float(got) == pytest.approx(pairwise(members + qc_members), rel=1e-5)
 
 
 def test_basal_dependence_ignores_spread_and_sees_a_shifted_group():
@@ -393,10 +398,11 @@ def test_basal_dependence_ignores_spread_and_sees_a_shifted_group():
     D[: B // 2, 0] = 1
     batch = {"D": jnp.asarray(D), "qc": jnp.zeros((B, 1)), "weight": np.ones(B)}
     noise = rng.normal(scale=3.0, size=(1, B, L))
-    assert abs(float(objective.basal_dependence(jnp.asarray(noise), batch))) < 0.05
+    noisy = objective.basal_dependence(jnp.asarray(noise), batch, qc_groups=True)
+    assert abs(float(noisy)) < 0.05
     shifted = noise.copy()
     shifted[0, : B // 2] += 2.0
-    got = float(objective.basal_dependence(jnp.asarray(shifted), batch))
+    got = float(objective.basal_dependence(jnp.asarray(shifted), batch, qc_groups=True))
     # the perturbed half (share 1/2) and, through the all-pass group (share 1), everyone's mean
     # shift of 1 per dim: ½·4L + 1·L
     assert got == pytest.approx(0.5 * 4.0 * L + 1.0 * L, rel=0.1)

@@ -270,3 +270,36 @@ def test_generate_out_into_a_read_only_folder_fails_before_the_work(trained_run,
     outcome = run_cli("generate", f"--workdir={trained_run}", "--perturbations=A", f"--out={out}")
     assert_user_error(outcome, f"directory {read_only_dir} is not writable")
     assert not out.exists()
+
+
+def test_a_full_disk_while_checkpointing_is_one_line_and_the_next_launch_resumes(
+    tiny_data, tmp_path, monkeypatch
+):
+    import errno
+
+    import orbax.checkpoint as ocp
+
+    workdir = tmp_path / "run"
+    real_save = ocp.CheckpointManager.save
+    calls = []
+
+    def save_until_the_disk_fills(manager, step, *args, **kwargs):
+        calls.append(step)
+        if len(calls) < 2:
+            return real_save(manager, step, *args, **kwargs)
+        partial = Path(manager.directory) / f"{step}.orbax-checkpoint-tmp-1700000000"
+        partial.mkdir(parents=True)
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError as err:
+            raise ValueError("tensorstore write failed") from err
+
+    monkeypatch.setattr(ocp.CheckpointManager, "save", save_until_the_disk_fills)
+    flags = cli_overrides(tiny_data, **{**FAST, "train.max_epochs": 2})
+    outcome = run_cli("train", *flags, f"--workdir={workdir}")
+    assert_user_error(outcome, "no space left on the disk of workdir", str(workdir))
+    assert not list(workdir.rglob("*.orbax-checkpoint-tmp*"))
+    monkeypatch.setattr(ocp.CheckpointManager, "save", real_save)
+    outcome = run_cli("train", *flags, f"--workdir={workdir}")
+    assert outcome.code == 0, outcome.err
+    assert (workdir / "model.json").exists()
