@@ -27,6 +27,9 @@ def loss_config() -> ml_collections.ConfigDict:
     # held at the prior's 0, so the encoder does not take up the effects
     # (objective.basal_dependence, docs/decisions.md#basal-independence).
     c.independence = 10.0
+    # perturbation | perturbation_and_qc: CRADLE's QC groups held at 0 too (keeps artifact damage
+    # out of z_b in sum mode; costs unseen-pair accuracy in concat mode)
+    c.independence_groups = "perturbation"
     return c
 
 
@@ -62,6 +65,7 @@ def resolve_loss_config(loss: ml_collections.ConfigDict) -> LossConfig:
         beta=float(loss.beta),
         alpha_scope=loss.alpha_scope,
         independence=float(loss.independence),
+        independence_groups=loss.independence_groups,
     )
 
 

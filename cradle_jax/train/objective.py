@@ -22,6 +22,7 @@ from cradle_jax.models.sites import SiteWeights
 ALPHA_MODES = ("batch", "split", "off")
 ALPHA_SCOPES = ("reconstruction", "cell")
 CF_KL_FORMS = ("reference", "exact", "none")
+INDEPENDENCE_GROUPS = ("perturbation", "perturbation_and_qc")
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class LossConfig:
     beta: float = 0.5
     alpha_scope: str = "reconstruction"
     independence: float = 0.0
+    independence_groups: str = "perturbation"
 
     def __post_init__(self) -> None:
         if not isinstance(self.alpha, float | int) and self.alpha not in ALPHA_MODES:
@@ -56,6 +58,11 @@ class LossConfig:
             raise ValueError(f"loss.beta (the cf-KL weight) must be >= 0, got {self.beta}")
         if not self.independence >= 0:
             raise ValueError(f"loss.independence must be >= 0, got {self.independence}")
+        if self.independence_groups not in INDEPENDENCE_GROUPS:
+            raise ValueError(
+                f"loss.independence_groups must be one of {INDEPENDENCE_GROUPS}, "
+                f"got {self.independence_groups!r}"
+            )
 
 
 def class_weight(
@@ -252,7 +259,8 @@ def training_loss(
         loss = negative_elbo + loss_cfg.beta * cf
     if loss_cfg.independence > 0:
         z_loc = guide_trace["z_loc"]["value"]
-        dependence = basal_dependence(z_loc, batch, qc_groups=family.artifact_path)
+        qc_groups = family.artifact_path and loss_cfg.independence_groups != "perturbation"
+        dependence = basal_dependence(z_loc, batch, qc_groups=qc_groups)
         aux["basal_dependence"] = loss_cfg.independence * dependence
         loss = loss + loss_cfg.independence * dependence
     aux["negative_elbo"] = negative_elbo

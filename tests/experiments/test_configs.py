@@ -39,6 +39,7 @@ COMMON = {
     "loss.alpha": "batch",
     "loss.alpha_scope": "cell",  # ours (docs/decisions.md#class-weight-scope)
     "loss.independence": 10.0,  # ours (docs/decisions.md#basal-independence)
+    "loss.independence_groups": "perturbation",
     "loss.cf_kl": "exact",  # ours, not the original's form (docs/decisions.md#cf-kl-exact)
     "train.batch_size": 512,
     "train.weight_decay": 1e-6,

@@ -419,3 +419,8 @@ def test_independence_weight_adds_the_penalty_to_the_loss(cfg, batch, stats, par
     assert float(loss1 - loss0) == pytest.approx(float(aux1["basal_dependence"]), rel=1e-4)
     with pytest.raises(ValueError, match="independence"):
         LossConfig(independence=-1.0)
+    with pytest.raises(ValueError, match="independence_groups"):
+        LossConfig(independence_groups="qc")
+    qc_too = dataclasses.replace(base, independence=2.0, independence_groups="perturbation_and_qc")
+    _, aux2 = training_loss(params, batch, stats, key, cfg, qc_too)
+    assert float(aux2["basal_dependence"]) != pytest.approx(float(aux1["basal_dependence"]))
