@@ -82,10 +82,20 @@ def write_model_meta(
         np.savez(tmp, mean=data.normalization.mean, std=data.normalization.std)
 
 
+# Model fields added after files were first written, with the value such files were trained
+# with: a model.json or export without them loads as the model it was.
+FIELDS_BEFORE_THEY_EXISTED = {"artifact_dispersion": False}
+
+
+def model_config_of(recorded: dict) -> ModelConfig:
+    """The ModelConfig a model.json or export records, older files included."""
+    return ModelConfig(**{**FIELDS_BEFORE_THEY_EXISTED, **recorded})
+
+
 def bundle_from_meta(meta: dict, params: dict, normalization: LogStandardizeStats) -> ModelBundle:
     return ModelBundle(
         config=ml_collections.ConfigDict(meta["config"]),
-        cfg=ModelConfig(**meta["model"]),
+        cfg=model_config_of(meta["model"]),
         params=params,
         vocabulary=PerturbationVocabulary.from_dict(meta["vocabulary"]),
         gene_names=np.asarray(meta["gene_names"], dtype=object),
@@ -119,7 +129,7 @@ def param_shapes(cfg: ModelConfig, sharding: jax.sharding.Sharding | None = None
 def load_workdir(workdir: str | Path) -> ModelBundle:
     """The best-validation parameters of a workdir with their metadata."""
     meta, normalization = read_workdir_meta(Path(workdir))
-    cfg = ModelConfig(**meta["model"])
+    cfg = model_config_of(meta["model"])
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     checkpoints = Checkpoints(workdir)
     try:

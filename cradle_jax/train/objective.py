@@ -36,6 +36,10 @@ class LossConfig:
     term (likelihood and z_b KL), normalised to mean 1 over the batch's cells, so the classes
     stay balanced without tilting any cell's likelihood against its prior
     (docs/decisions.md#class-weight-scope).
+
+    `independence` weighs the penalty `basal_dependence` over the perturbation groups, and with
+    `independence_groups` = `perturbation_and_qc` over CRADLE's QC groups too
+    (docs/decisions.md#basal-independence); 0 leaves it out.
     """
 
     alpha: str | float = "batch"

@@ -1,0 +1,16 @@
+"""A model.json or export written before a model field existed loads as the model it was."""
+
+import dataclasses
+
+from cradle_jax.models.config import ModelConfig
+from cradle_jax.train.bundle import model_config_of, param_shapes
+
+
+def test_a_record_without_artifact_dispersion_builds_the_shared_dispersion_model():
+    recorded = dataclasses.asdict(ModelConfig(n_genes=7, n_perturbations=3, n_latent=4))
+    assert recorded.pop("artifact_dispersion") is True  # what a current file records
+    old = model_config_of(recorded)
+    assert old.artifact_dispersion is False
+    assert "artifact_log_theta" not in param_shapes(old)  # matches the old checkpoints
+    new = model_config_of({**recorded, "artifact_dispersion": True})
+    assert "artifact_log_theta" in param_shapes(new)
