@@ -109,7 +109,11 @@ def main() -> None:
     batch, stats = jax.device_put(batch), jax.device_put(stats)
     defaults = train_config()  # the default optimiser and loss of a training run
     optimizer = make_optimizer(
-        3e-4, defaults.weight_decay, defaults.clip_norm, defaults.mask_lr_scale
+        3e-4,
+        defaults.weight_decay,
+        defaults.clip_norm,
+        defaults.mask_lr_scale,
+        defaults.dispersion_lr_scale,
     )
     params = jax.jit(init_params, static_argnames="cfg")(jax.random.key(0), batch, stats, cfg)
     state = TrainState.create(params, optimizer)
