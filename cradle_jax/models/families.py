@@ -24,6 +24,9 @@ class Family:
     artifact_path: it learns the artifact embedding A from the QC labels, so α mixing (§3.2)
       and the counterfactual KL (§3.4) apply; the others ignore QC labels.
     combinations: it can model cells with several perturbations (multi-hot dosage rows).
+    basal_free_of_perturbation: its prior says z ⊥ d (the perturbation acts beside z, in the
+      decoder's input), so the basal-dependence penalty applies; SVAE+ puts the perturbation's
+      shift into the prior of z itself, where the penalty would undo it.
     """
 
     name: str
@@ -33,9 +36,12 @@ class Family:
     global_sites: tuple[str, ...]
     artifact_path: bool
     combinations: bool
+    basal_free_of_perturbation: bool
 
 
-def _family(module, *, artifact_path: bool, combinations: bool) -> Family:
+def _family(
+    module, *, artifact_path: bool, combinations: bool, basal_free_of_perturbation: bool = True
+) -> Family:
     """The Family of a model module: its `model`, `guide`, `global_guide` and GLOBAL_SITES."""
     return Family(
         name=module.__name__.rsplit(".", 1)[-1],
@@ -45,6 +51,7 @@ def _family(module, *, artifact_path: bool, combinations: bool) -> Family:
         global_sites=module.GLOBAL_SITES,
         artifact_path=artifact_path,
         combinations=combinations,
+        basal_free_of_perturbation=basal_free_of_perturbation,
     )
 
 
@@ -54,7 +61,9 @@ FAMILIES = {
         _family(cradle, artifact_path=True, combinations=True),
         _family(sams_vae, artifact_path=False, combinations=True),
         _family(cvae, artifact_path=False, combinations=True),
-        _family(svae_plus, artifact_path=False, combinations=False),
+        _family(
+            svae_plus, artifact_path=False, combinations=False, basal_free_of_perturbation=False
+        ),
     )
 }
 

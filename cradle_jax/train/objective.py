@@ -261,7 +261,7 @@ def training_loss(
             )
         aux["cf_KLdivergence"] = loss_cfg.beta * cf
         loss = negative_elbo + loss_cfg.beta * cf
-    if loss_cfg.independence > 0:
+    if loss_cfg.independence > 0 and family.basal_free_of_perturbation:
         z_loc = guide_trace["z_loc"]["value"]
         qc_groups = family.artifact_path and loss_cfg.independence_groups != "perturbation"
         dependence = basal_dependence(z_loc, batch, qc_groups=qc_groups)

@@ -424,3 +424,18 @@ def test_independence_weight_adds_the_penalty_to_the_loss(cfg, batch, stats, par
     qc_too = dataclasses.replace(base, independence=2.0, independence_groups="perturbation_and_qc")
     _, aux2 = training_loss(params, batch, stats, key, cfg, qc_too)
     assert float(aux2["basal_dependence"]) != pytest.approx(float(aux1["basal_dependence"]))
+
+
+def test_independence_leaves_svae_plus_alone(batch, stats):
+    """SVAE+'s prior shifts z by the perturbation: the penalty would fight its own model."""
+    cfg = tiny_config(name="svae_plus")
+    singles = {**batch, "D": batch["D"] * (batch["D"].sum(-1, keepdims=True) <= 1)}
+    params = init_params(jax.random.key(0), singles, stats, cfg)
+    key = jax.random.key(2)
+    off = LossConfig(cf_kl="none")
+    loss0, _ = training_loss(params, singles, stats, key, cfg, off)
+    loss1, aux1 = training_loss(
+        params, singles, stats, key, cfg, dataclasses.replace(off, independence=5.0)
+    )
+    assert "basal_dependence" not in aux1
+    assert float(loss1) == float(loss0)
