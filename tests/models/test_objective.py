@@ -408,12 +408,19 @@ def test_basal_dependence_ignores_spread_and_sees_a_shifted_group():
     assert got == pytest.approx(0.5 * 4.0 * L + 1.0 * L, rel=0.1)
 
 
-def test_independence_weight_adds_the_penalty_to_the_loss(cfg, batch, stats, params):
-    key = jax.random.key(2)
+def losses_without_and_with_penalty(params, batch, stats, cfg, **penalty):
+    """(loss, aux) without the basal-dependence penalty and with `penalty` set, same key."""
     base = LossConfig(cf_kl="none")
-    loss0, aux0 = training_loss(params, batch, stats, key, cfg, base)
-    loss1, aux1 = training_loss(
-        params, batch, stats, key, cfg, dataclasses.replace(base, independence=2.0)
+    key = jax.random.key(2)
+    return (
+        training_loss(params, batch, stats, key, cfg, base),
+        training_loss(params, batch, stats, key, cfg, dataclasses.replace(base, **penalty)),
+    )
+
+
+def test_independence_weight_adds_the_penalty_to_the_loss(cfg, batch, stats, params):
+    (loss0, aux0), (loss1, aux1) = losses_without_and_with_penalty(
+        params, batch, stats, cfg, independence=2.0
     )
     assert "basal_dependence" not in aux0
     assert float(loss1 - loss0) == pytest.approx(float(aux1["basal_dependence"]), rel=1e-4)
@@ -421,8 +428,9 @@ def test_independence_weight_adds_the_penalty_to_the_loss(cfg, batch, stats, par
         LossConfig(independence=-1.0)
     with pytest.raises(ValueError, match="independence_groups"):
         LossConfig(independence_groups="qc")
-    qc_too = dataclasses.replace(base, independence=2.0, independence_groups="perturbation_and_qc")
-    _, aux2 = training_loss(params, batch, stats, key, cfg, qc_too)
+    _, (_, aux2) = losses_without_and_with_penalty(
+        params, batch, stats, cfg, independence=2.0, independence_groups="perturbation_and_qc"
+    )
     assert float(aux2["basal_dependence"]) != pytest.approx(float(aux1["basal_dependence"]))
 
 
@@ -431,11 +439,8 @@ def test_independence_leaves_svae_plus_alone(batch, stats):
     cfg = tiny_config(name="svae_plus")
     singles = {**batch, "D": batch["D"] * (batch["D"].sum(-1, keepdims=True) <= 1)}
     params = init_params(jax.random.key(0), singles, stats, cfg)
-    key = jax.random.key(2)
-    off = LossConfig(cf_kl="none")
-    loss0, _ = training_loss(params, singles, stats, key, cfg, off)
-    loss1, aux1 = training_loss(
-        params, singles, stats, key, cfg, dataclasses.replace(off, independence=5.0)
+    (loss0, _), (loss1, aux1) = losses_without_and_with_penalty(
+        params, singles, stats, cfg, independence=5.0
     )
     assert "basal_dependence" not in aux1
     assert float(loss1) == float(loss0)
