@@ -50,8 +50,7 @@ def _fail_fractions(data: PerturbData) -> dict[str, dict[str, float]]:
     """Share of cells failing each criterion, and any, at every t of QC_MULTIPLIERS."""
     out = {}
     for t in qc.QC_MULTIPLIERS:
-        thresholds = data.qc_thresholds
-        flags_t = qc.qc_flags(data.qc_metrics.table, thresholds, t, thresholds.doublets)
+        flags_t = qc.qc_flags(data.qc_metrics.table, data.qc_thresholds, t)
         shares = {name: float(flags_t[name].mean()) for name in flags_t.columns}
         shares["any"] = float(qc.total_qc(flags_t).mean())
         out[str(t)] = shares

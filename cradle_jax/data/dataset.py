@@ -178,9 +178,7 @@ def _load(
     dosage = vocab.dosage(treatments.tolist())[treatment_of_cell]
     metrics = qc_metrics_of(adata, counts, config, seed)
     thresholds = qc_rules.fit_thresholds(metrics)
-    flags = qc_rules.qc_flags(
-        metrics.table, thresholds, config.qc_threshold, doublets=thresholds.doublets
-    )
+    flags = qc_rules.qc_flags(metrics.table, thresholds, config.qc_threshold)
     qc_matrix, qc_columns = qc_matrix_of(flags, config.qc_mode)
     fail = qc_rules.total_qc(flags).astype(bool)
     del flags

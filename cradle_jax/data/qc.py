@@ -255,14 +255,14 @@ def fit_thresholds(metrics: QCMetrics) -> QCThresholds:
 
 
 def qc_flags(
-    metrics: pd.DataFrame, thresholds: QCThresholds, t: float, doublets: bool = True
+    metrics: pd.DataFrame, thresholds: QCThresholds, t: float, doublets: bool | None = None
 ) -> pd.DataFrame:
     """Bool (N, ≤6) "qc_<metric>" columns in QC_METRICS order, True = failed (§4.2).
 
     A criterion needs its metric in `metrics` and, unless it is the doublet call, a fitted
     threshold; the thresholds may come from other cells (real data scoring generated cells,
-    §5.5). `doublets` off leaves the doublet call out (for generated cells when the real data
-    had none: `QCThresholds.doublets`).
+    §5.5). The doublet call counts when the thresholds' data had one (`QCThresholds.doublets`),
+    or as `doublets` says: True for real cells of another file, which bring their own call.
     Inequalities are strict, so a value equal to its threshold passes.
     """
     if not t >= 0:
@@ -272,7 +272,7 @@ def qc_flags(
         if metric not in metrics.columns:
             continue
         if metric == "predicted_doublet":
-            if not doublets:
+            if not (thresholds.doublets if doublets is None else doublets):
                 continue
             flags[f"qc_{metric}"] = metrics[metric].to_numpy(dtype=bool)
         elif metric in thresholds.medians:

@@ -93,8 +93,7 @@ def real_cell_batches(
     dosage = bundle.vocabulary.dosage(labels).toarray()
     check_dosage(bundle.cfg, dosage, labels)
     metrics = qc_metrics_of(adata, counts, config, bundle.config.seed)
-    thresholds = bundle.qc_thresholds
-    flags = qc_flags(metrics.table, thresholds, config.qc_threshold, thresholds.doublets)
+    flags = qc_flags(metrics.table, bundle.qc_thresholds, config.qc_threshold)
     qc, _ = qc_matrix_of(flags, config.qc_mode)
 
     def batches():

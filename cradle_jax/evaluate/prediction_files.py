@@ -133,7 +133,7 @@ def qc_pass_of(bundle: ModelBundle, real: ad.AnnData, rows: np.ndarray) -> tuple
     data = bundle.config.data
     cells = real[rows]
     metrics = qc_metrics_of(cells, count_source(cells, data.layer), data, bundle.config.seed)
-    flags = qc_flags(metrics.table, bundle.qc_thresholds, data.qc_threshold)
+    flags = qc_flags(metrics.table, bundle.qc_thresholds, data.qc_threshold, doublets=True)
     return total_qc(flags) == 0, metrics.source
 
 

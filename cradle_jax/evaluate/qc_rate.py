@@ -182,7 +182,7 @@ def qc_pass_rates(
     result: dict = {"per_perturbation": {}, "fail_share": {}}
     criteria: list[str] = []
     for t in ts:
-        flags = qc_flags(table, thresholds, t, doublets=thresholds.doublets)
+        flags = qc_flags(table, thresholds, t)
         criteria = list(flags.columns)
         key = f"t{t:g}"
         result[f"qc_pass_rate_{key}"] = pass_rate(flags)

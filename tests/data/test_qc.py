@@ -149,7 +149,7 @@ def test_generated_doublet_calls_count_only_where_the_real_data_had_one():
     generated = pd.DataFrame({"predicted_doublet": [True, False, False, False]})
     assert qc.pass_rate(qc.qc_flags(generated, with_call, 3, doublets=with_call.doublets)) == 0.75
     assert qc.pass_rate(qc.qc_flags(generated, without_call, 3, without_call.doublets)) == 1.0
-    assert qc.pass_rate(qc.qc_flags(generated, without_call, 3)) == 0.75  # real cells: own call
+    assert qc.pass_rate(qc.qc_flags(generated, without_call, 3, doublets=True)) == 0.75  # own call
 
 
 def test_a_doublet_call_that_flags_no_real_cell_is_not_used_for_generated_cells(caplog):
