@@ -39,15 +39,18 @@ def check_source_counts(matrix, where: str, first_row: int = 0) -> None:
         finite = np.isfinite(values)  # NaN and inf get their own message later
         bad = finite & (values != np.round(values))
         if bad.any():
-            row = first_row + _first_row(matrix, bad)
-            raise DataError(
-                f"{where} has non-integer counts (cell {row}): raw UMI counts are required, "
-                "not normalised or log values"
-            )
+            raise DataError(_non_integer(where, first_row + _first_row(matrix, bad)))
     if np.issubdtype(values.dtype, np.number) and values.size:
         bad = np.isfinite(values) & (values >= FLOAT32_EXACT_LIMIT)
         if bad.any():
             raise DataError(_too_large(where, first_row + _first_row(matrix, bad)))
+
+
+def _non_integer(where: str, row: int) -> str:
+    return (
+        f"{where} has non-integer counts (cell {row}): raw UMI counts are required, "
+        "not normalised or log values"
+    )
 
 
 def _too_large(where: str, row: int) -> str:
@@ -152,10 +155,7 @@ def check_counts(source: CountSource, where: str) -> np.ndarray:
             raise DataError(f"{where} has negative counts (cell {_row_of(block, bad, start)})")
         bad = values != np.round(values)
         if bad.any():
-            raise DataError(
-                f"{where} has non-integer counts (cell {_row_of(block, bad, start)}): raw UMI "
-                "counts are required, not normalised or log values"
-            )
+            raise DataError(_non_integer(where, _row_of(block, bad, start)))
         bad = values >= FLOAT32_EXACT_LIMIT
         if bad.any():
             raise DataError(_too_large(where, _row_of(block, bad, start)))
