@@ -1,12 +1,11 @@
 """Where a batch's counterfactual rows x^cf come from (SPEC §4.5, A7).
 
-In memory, the lower medians of a batch's reference draws are taken when the batch is built,
-from the count matrix itself. A backed file cannot afford that: a batch draws up to 50 reference
-rows per cell at random positions of the file, and holding the reference pool in memory instead
-grows with the number of cells. Since each cell's draws are fixed for the run, so is its x^cf:
-for a backed file the medians are computed once, one reference pool at a time (memory bounded by
-the largest pool), into a sparse sidecar file, and a batch reads its rows from there like it
-reads its counts. Both give the same numbers.
+Each cell's reference draws are fixed for the run, so is its x^cf, the lower median of those
+draws. Training therefore computes every cell's x^cf once, one reference pool at a time (memory
+bounded by the largest pool), and a batch reads its rows like it reads its counts: from a sparse
+matrix in memory, or for a backed file from a sparse sidecar file (holding the medians in memory
+would grow with the number of cells). Before that one pass, in memory, a few cells' medians are
+taken on demand (evaluation asks for a few cells). All give the same numbers.
 """
 
 import logging
@@ -15,6 +14,7 @@ import tempfile
 import threading
 import time
 import weakref
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -22,7 +22,7 @@ import h5py
 import numpy as np
 import scipy.sparse as sp
 
-from cradle_jax.data.counts import BackedCounts, CountSource
+from cradle_jax.data.counts import BackedCounts, CountSource, InMemoryCounts
 from cradle_jax.data.references import ReferencePools, reference_medians
 
 log = logging.getLogger(__name__)
@@ -36,15 +36,40 @@ class CounterfactualRows(Protocol):
         """x^cf (len(index), G) float32 of the cells `index`; 0 rows for cells without one."""
         ...
 
+    def prepare(self) -> None:
+        """Compute every cell's x^cf now, so that no batch waits for it."""
+        ...
 
-class MediansOnDemand:
-    """x^cf of in-memory counts: the medians of each batch's draws, taken when it is built."""
 
-    def __init__(self, pools: ReferencePools, counts: CountSource):
+class MediansInMemory:
+    """x^cf of in-memory counts: every cell's medians computed once into a CSR matrix by
+    `table()` (training asks for it first), on demand from the draws before then."""
+
+    def __init__(self, pools: ReferencePools, counts: InMemoryCounts):
         self.pools, self.counts = pools, counts
+        self._lock = threading.Lock()
+        self._table: sp.csr_matrix | None = None
 
     def rows(self, index: np.ndarray) -> np.ndarray:
+        if self._table is not None:
+            return self._table[index].toarray()
         return reference_medians(self.pools.draws(index), self.counts.rows, self.counts.shape[1])
+
+    def prepare(self) -> None:
+        self.table()
+
+    def table(self) -> sp.csr_matrix:
+        """Every cell's x^cf (N, G) float32 CSR; rows of cells without a reference are empty."""
+        with self._lock:
+            if self._table is None:
+                started = time.perf_counter()
+                self._table = median_table(self.pools, self.counts)
+                log.info(
+                    "reference medians of %d cells computed in %.1f s",
+                    self._table.shape[0] - self.pools.n_without_reference,
+                    time.perf_counter() - started,
+                )  # fmt: skip
+            return self._table
 
 
 class MediansOnDisk:
@@ -66,6 +91,9 @@ class MediansOnDisk:
         if present.any():
             out[present] = store.rows(row[present]).toarray()
         return out
+
+    def prepare(self) -> None:
+        self._ready()
 
     def _ready(self) -> tuple[BackedCounts, np.ndarray]:
         with self._lock:
@@ -91,34 +119,58 @@ def _remove(store: BackedCounts, folder: Path) -> None:
 def counterfactual_rows(
     pools: ReferencePools, counts: CountSource, directory: str | None = None
 ) -> CounterfactualRows:
-    """The x^cf source for `counts`: on demand in memory, precomputed on disk for a backed file
-    (unless no cell draws a reference, when every x^cf is 0 and nothing needs reading)."""
-    if isinstance(counts, BackedCounts) and pools.n_without_reference < len(pools.pool_of_cell):
+    """The x^cf source for `counts`: in memory, or precomputed on disk for a backed file (unless
+    no cell draws a reference, when every x^cf is 0 and nothing needs reading)."""
+    if not isinstance(counts, BackedCounts):
+        return MediansInMemory(pools, counts)
+    if pools.n_without_reference < len(pools.pool_of_cell):
         return MediansOnDisk(pools, counts, directory)
-    return MediansOnDemand(pools, counts)
+    return MediansInMemory(pools, InMemoryCounts(sp.csr_matrix(counts.shape, dtype=np.float32)))
+
+
+def median_blocks(
+    pools: ReferencePools, counts: CountSource
+) -> Iterator[tuple[np.ndarray, sp.csr_matrix]]:
+    """(cells, their x^cf rows as CSR) in blocks, for every cell that draws a reference.
+
+    Pools are read one at a time, each with one sorted read, so memory follows the largest pool.
+    """
+    n_genes = counts.shape[1]
+    chunk_cells = max(1, DENSE_CHUNK_VALUES // n_genes)
+    for members, askers in pools.askers_by_pool():
+        pool_rows = counts.rows(members)
+
+        def read_rows(index: np.ndarray, members=members, pool_rows=pool_rows):
+            return pool_rows[np.searchsorted(members, index)]
+
+        for start in range(0, len(askers), chunk_cells):
+            cells = askers[start : start + chunk_cells]
+            yield cells, sp.csr_matrix(reference_medians(pools.draws(cells), read_rows, n_genes))
+
+
+def median_table(pools: ReferencePools, counts: CountSource) -> sp.csr_matrix:
+    """Every cell's x^cf as one (N, G) float32 CSR matrix, in cell order."""
+    n_cells, n_genes = counts.shape
+    cells, blocks = [np.zeros(0, np.int64)], [sp.csr_matrix((0, n_genes), dtype=np.float32)]
+    for block_cells, block in median_blocks(pools, counts):
+        cells.append(block_cells)
+        blocks.append(block)
+    stacked = sp.vstack([*blocks, sp.csr_matrix((1, n_genes), dtype=np.float32)], format="csr")
+    empty_row = stacked.shape[0] - 1
+    row_of_cell = np.full(n_cells, empty_row, dtype=np.int64)
+    row_of_cell[np.concatenate(cells)] = np.arange(empty_row)
+    return stacked[row_of_cell]
 
 
 def write_reference_medians(pools: ReferencePools, counts: CountSource, path: Path) -> np.ndarray:
     """Write every cell's x^cf as rows of a CSR matrix (group "medians" of an HDF5 file, the
     layout anndata reads) and return each cell's row in it, NO_ROW for cells without references.
-
-    Pools are read one at a time, each with one sorted read, so memory follows the largest pool.
     """
-    n_genes = counts.shape[1]
     row_of_cell = np.full(counts.shape[0], NO_ROW, dtype=np.int32)
-    chunk_cells = max(1, DENSE_CHUNK_VALUES // n_genes)
     with h5py.File(path, "w") as f:
-        writer = _CsrWriter(f.create_group("medians"), n_genes)
-        for members, askers in pools.askers_by_pool():
-            pool_rows = counts.rows(members)
-
-            def read_rows(index: np.ndarray, members=members, pool_rows=pool_rows):
-                return pool_rows[np.searchsorted(members, index)]
-
-            for start in range(0, len(askers), chunk_cells):
-                cells = askers[start : start + chunk_cells]
-                medians = reference_medians(pools.draws(cells), read_rows, n_genes)
-                row_of_cell[cells] = writer.append(sp.csr_matrix(medians))
+        writer = _CsrWriter(f.create_group("medians"), counts.shape[1])
+        for cells, block in median_blocks(pools, counts):
+            row_of_cell[cells] = writer.append(block)
         writer.close()
     return row_of_cell
 

@@ -8,6 +8,7 @@ import ml_collections
 from cradle_jax.models.config import resolve_model_config
 from cradle_jax.train.errors import RunError
 from cradle_jax.train.objective import LossConfig
+from cradle_jax.train.resident import PIPELINES
 
 
 def loss_config() -> ml_collections.ConfigDict:
@@ -50,6 +51,11 @@ def train_config() -> ml_collections.ConfigDict:
     c.iwelbo_particles = 100  # predictive IWELBO on validation after training; 0 = skip
     c.iwelbo_batch_size = 128
     c.prefetch_batches = 2  # batches built on the host ahead of the device step; 0 = none
+    # auto | device | host: `device` keeps every cell on the device and gathers each batch
+    # inside the step; `auto` does so when the data are in memory and fit in
+    # device_memory_share of one device's memory (docs/decisions.md#device-resident-data)
+    c.input_pipeline = "auto"
+    c.device_memory_share = 0.5
     return c
 
 
@@ -119,3 +125,11 @@ def check_train_config(train: ml_collections.ConfigDict) -> None:
             raise RunError(f"train.{field} must be at least {least}, got {train[field]}")
     if not train.clip_norm > 0:
         raise RunError(f"train.clip_norm must be positive, got {train.clip_norm}")
+    if not 0 < train.device_memory_share <= 1:
+        raise RunError(
+            f"train.device_memory_share must be in (0, 1], got {train.device_memory_share}"
+        )
+    if train.input_pipeline not in PIPELINES:
+        raise RunError(
+            f"train.input_pipeline must be one of {PIPELINES}, got {train.input_pipeline!r}"
+        )

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import jax
 import ml_collections
+import numpy as np
 from jax.sharding import Mesh
 from tqdm import tqdm
 
@@ -41,7 +42,8 @@ from cradle_jax.train.mesh import (
     to_host,
 )
 from cradle_jax.train.objective import LossConfig, init_params, placeholder_inputs
-from cradle_jax.train.prefetch import prefetch
+from cradle_jax.train.prefetch import WaitClock, prefetch
+from cradle_jax.train.resident import ResidentCells, choose_pipeline, resident_bytes, resident_cells
 from cradle_jax.train.state import Progress, TrainState
 from cradle_jax.train.step import make_eval_step, make_optimizer, make_train_step
 from cradle_jax.train.workdir import CONFIG_NAME, prepare_workdir
@@ -73,9 +75,16 @@ class Run:
     rows: slice
     train_stats: dict
     val_stats: dict
+    cells: ResidentCells | None  # every cell on the device, or None: batches built on the host
+
+    @property
+    def resident(self) -> tuple[ResidentCells, ...]:
+        """The steps' trailing argument: the resident cells, or nothing for host batches."""
+        return () if self.cells is None else (self.cells,)
 
     def batches(self, split: str, *, epoch: int = 0, shuffle: bool = False, start: int = 0):
-        """(number of real cells, global batch) for each batch of `split`."""
+        """(number of real cells, global batch) for each batch of `split`; a device-resident
+        run's batch is the cells' row indices, which the step gathers."""
         for index in batch_indices(
             self.data,
             split,
@@ -85,8 +94,13 @@ class Run:
             shuffle=shuffle,
             start_batch=start,
         ):
-            local = batch_arrays(build_local_batch(self.data, index, self.rows))
-            yield int((index != PADDING).sum()), global_batch(local, self.mesh, self.batch_size)
+            n_cells = int((index != PADDING).sum())
+            if self.cells is None:
+                local = batch_arrays(build_local_batch(self.data, index, self.rows))
+                yield n_cells, global_batch(local, self.mesh, self.batch_size)
+            else:
+                local = {"index": index[self.rows].astype(np.int32)}
+                yield n_cells, global_batch(local, self.mesh, self.batch_size)["index"]
 
 
 def _open_run(config: ml_collections.ConfigDict, loss_cfg: LossConfig, mesh: Mesh | None) -> Run:
@@ -111,7 +125,24 @@ def _open_run(config: ml_collections.ConfigDict, loss_cfg: LossConfig, mesh: Mes
         rows=local_rows(mesh, config.train.batch_size),
         train_stats=replicate(split_stats(data, "train"), mesh),
         val_stats=replicate(split_stats(data, "val"), mesh),
+        cells=_input_pipeline(data, mesh, config.train),
     )
+
+
+def _input_pipeline(
+    data: PerturbData, mesh: Mesh, train: ml_collections.ConfigDict
+) -> ResidentCells | None:
+    """Every cell's x^cf computed once; then the cells put on the devices, or None where the
+    batches are built on the host (train.input_pipeline, docs/decisions.md#device-resident-data).
+    """
+    data.counterfactual.prepare()
+    layout = choose_pipeline(data, mesh, train.input_pipeline, train.device_memory_share)
+    if layout == "host":
+        _say("input pipeline: batches built on the host")
+        return None
+    size = resident_bytes(data, layout) / 2**20
+    _say(f"input pipeline: every cell on the device ({layout}, {size:,.0f} MiB per device)")
+    return resident_cells(data, mesh, layout)
 
 
 def _one_class_note(data: PerturbData, loss_cfg: LossConfig) -> str | None:
@@ -155,7 +186,7 @@ def _validate(run: Run, eval_step, params: dict, epoch: int) -> dict[str, float]
     sums, n_total = {}, 0
     batches = prefetch(run.batches("val"), run.config.train.prefetch_batches)
     for i, (n_cells, batch) in enumerate(batches):
-        loss, aux = eval_step(params, batch, run.val_stats, key_data, i)
+        loss, aux = eval_step(params, batch, run.val_stats, key_data, i, *run.resident)
         sums = _weighted_sums(sums, n_cells, loss, aux)
         n_total += n_cells
     return {name: float(to_host(value)) / n_total for name, value in sums.items()}
@@ -189,8 +220,9 @@ def _train(run: Run, workdir: Path, checkpoints: Checkpoints) -> Progress:
     progress.extend(step, tc.max_epochs, tc.max_steps)
     if progress.finished:
         return progress
-    train_step = make_train_step(run.cfg, run.loss_cfg, optimizer, run.mesh)
-    eval_step = make_eval_step(run.cfg, run.loss_cfg, run.mesh)
+    resident = run.cells is not None
+    train_step = make_train_step(run.cfg, run.loss_cfg, optimizer, run.mesh, resident)
+    eval_step = make_eval_step(run.cfg, run.loss_cfg, run.mesh, resident)
     run_key = replicate(purpose_key(run.config.seed, "train"), run.mesh)
     log = MetricsLog(workdir, resume_step=step, enabled=jax.process_index() == 0)
     n_train = len(run.data.cells("train"))
@@ -208,8 +240,9 @@ def _train(run: Run, workdir: Path, checkpoints: Checkpoints) -> Progress:
                 disable=None if jax.process_index() == 0 else True,
             )
             batches = run.batches("train", epoch=progress.epoch, shuffle=True, start=progress.batch)
-            for n_cells, batch in prefetch(batches, tc.prefetch_batches):
-                state, loss, aux = train_step(state, batch, run.train_stats, run_key)
+            input_wait = WaitClock()
+            for n_cells, batch in input_wait.timed(prefetch(batches, tc.prefetch_batches)):
+                state, loss, aux = train_step(state, batch, run.train_stats, run_key, *run.resident)
                 sums = _weighted_sums(sums, n_cells, loss, aux)
                 progress.batch += 1
                 progress.epoch_cells += n_cells
@@ -226,7 +259,9 @@ def _train(run: Run, workdir: Path, checkpoints: Checkpoints) -> Progress:
                     checkpoints.save_latest(step, state, progress)
             bar.close()
             progress.epoch_sums = {k: float(to_host(v)) for k, v in sums.items()}
+            wait_share = input_wait.seconds / (time.perf_counter() - epoch_start)
             if progress.batch == n_batches:
+                log.write(step, {"train/input_wait_share": wait_share})
                 line = _end_epoch(run, eval_step, state, progress, step, checkpoints, log)
                 per_step = (time.perf_counter() - started) / (step - steps_at_start)
                 steps_left = (tc.max_epochs - progress.epoch) * n_batches
@@ -234,7 +269,10 @@ def _train(run: Run, workdir: Path, checkpoints: Checkpoints) -> Progress:
                     steps_left = min(steps_left, tc.max_steps - step)
                 eta = 0 if progress.finished else per_step * steps_left
                 rate = cells_this_epoch / (time.perf_counter() - epoch_start)
-                _say(f"{line} | {rate:,.0f} cells/s | ETA ≤ {_duration(eta)}")
+                _say(
+                    f"{line} | {rate:,.0f} cells/s, input wait {wait_share:.1%} | "
+                    f"ETA ≤ {_duration(eta)}"
+                )
             checkpoints.save_latest(step, state, progress)
     finally:
         log.close()

@@ -1,4 +1,5 @@
-"""Build the next batches on the host while the device runs the current step (issue 9).
+"""Build the next batches on the host while the device runs the current step, and measure how
+long the training loop still waits for them.
 
 Densifying a CSR block, the reference medians and the transfer to the devices happen in a
 background thread, up to `size` batches ahead, so the train step does not wait for them. The
@@ -7,6 +8,7 @@ items and their order are those of the wrapped iterator: prefetching changes tim
 
 import queue
 import threading
+import time
 from collections.abc import Iterator
 from typing import TypeVar
 
@@ -61,3 +63,24 @@ def prefetch(items: Iterator[T], size: int) -> Iterator[T]:
     finally:
         stop.set()
         thread.join()
+
+
+class WaitClock:
+    """The seconds a loop spends blocked on its next item: for a training loop, the time the
+    input pipeline keeps it from handing the device its next step."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def timed(self, items: Iterator[T]) -> Iterator[T]:
+        """The items of `items`, each wait for one added to `seconds`."""
+        items = iter(items)
+        while True:
+            started = time.perf_counter()
+            try:
+                item = next(items)
+            except StopIteration:
+                return
+            finally:
+                self.seconds += time.perf_counter() - started
+            yield item

@@ -13,6 +13,7 @@ from jax.sharding import Mesh
 from cradle_jax.models.config import ModelConfig
 from cradle_jax.train.mesh import replicated, row_sharded
 from cradle_jax.train.objective import LossConfig, training_loss
+from cradle_jax.train.resident import ResidentCells, gather_batch
 from cradle_jax.train.state import TrainState
 
 MASK_LOGITS = "mask_logits"
@@ -56,20 +57,40 @@ def _named(*names: str) -> Callable[[dict], dict]:
     return mask
 
 
+def _batch(batch: dict | jax.Array, cells: ResidentCells | None) -> dict:
+    """The batch dictionary: as given, or gathered from the resident cells by row index."""
+    return batch if cells is None else gather_batch(cells, batch)
+
+
+def _jit(function: Callable, mesh: Mesh | None, resident: bool, n_replicated: int, **options):
+    """`function` jitted; with a mesh its second argument (the batch) row-sharded, the state
+    before it and the `n_replicated` after it replicated, and the resident cells last."""
+    if mesh is None:
+        return jax.jit(function, **options)
+    repl = replicated(mesh)
+    in_shardings = (repl, row_sharded(mesh), *[repl] * (n_replicated + resident))
+    return jax.jit(function, in_shardings=in_shardings, out_shardings=repl, **options)
+
+
 def make_train_step(
     cfg: ModelConfig,
     loss_cfg: LossConfig,
     optimizer: optax.GradientTransformation,
     mesh: Mesh | None = None,
+    resident: bool = False,
 ) -> Callable:
-    """step(state, batch, stats, run_key) → (state, loss, aux), jitted; the old state is donated.
+    """step(state, batch, stats, run_key[, cells]) → (state, loss, aux), jitted; the old state
+    is donated.
 
     `run_key` is the run's training key as raw key data (uint32, `jax.random.key_data`); step s
     draws from fold_in(run_key, s), so a resumed run draws what an uninterrupted one would (A4).
-    With a mesh the batch must be row-sharded over it and the rest replicated.
+    With a mesh the batch must be row-sharded over it and the rest replicated. `resident`: the
+    batch is the cells' row indices (B,) int32, -1 for padding, and the step gathers them from
+    `cells` (a ResidentCells) itself.
     """
 
-    def step(state: TrainState, batch: dict, stats: dict, run_key: jax.Array):
+    def step(state: TrainState, batch, stats: dict, run_key: jax.Array, cells=None):
+        batch = _batch(batch, cells)
         key = jax.random.fold_in(jax.random.wrap_key_data(run_key), state.step)
         (loss, aux), grads = jax.value_and_grad(training_loss, has_aux=True)(
             state.params, batch, stats, key, cfg, loss_cfg
@@ -82,31 +103,21 @@ def make_train_step(
         )
         return new_state, loss, aux
 
-    if mesh is None:
-        return jax.jit(step, donate_argnums=0)
-    repl = replicated(mesh)
-    return jax.jit(
-        step,
-        in_shardings=(repl, row_sharded(mesh), repl, repl),
-        out_shardings=repl,
-        donate_argnums=0,
-    )
+    return _jit(step, mesh, resident, n_replicated=2, donate_argnums=0)
 
 
-def make_eval_step(cfg: ModelConfig, loss_cfg: LossConfig, mesh: Mesh | None = None) -> Callable:
-    """evaluate(params, batch, stats, key_data, i) → (loss, aux), jitted, without gradients.
+def make_eval_step(
+    cfg: ModelConfig, loss_cfg: LossConfig, mesh: Mesh | None = None, resident: bool = False
+) -> Callable:
+    """evaluate(params, batch, stats, key_data, i[, cells]) → (loss, aux), jitted, without
+    gradients; `resident` as for `make_train_step`.
 
     Draws from fold_in(key_data, i). (real cells)·loss summed over one pass of a split is that
     split's whole objective: the per-cell terms of every cell plus each global KL once (§3.3).
     """
 
-    def evaluate(params: dict, batch: dict, stats: dict, key_data: jax.Array, i: jax.Array):
+    def evaluate(params: dict, batch, stats: dict, key_data: jax.Array, i: jax.Array, cells=None):
         key = jax.random.fold_in(jax.random.wrap_key_data(key_data), i)
-        return training_loss(params, batch, stats, key, cfg, loss_cfg)
+        return training_loss(params, _batch(batch, cells), stats, key, cfg, loss_cfg)
 
-    if mesh is None:
-        return jax.jit(evaluate)
-    repl = replicated(mesh)
-    return jax.jit(
-        evaluate, in_shardings=(repl, row_sharded(mesh), repl, repl, repl), out_shardings=repl
-    )
+    return _jit(evaluate, mesh, resident, n_replicated=3)

@@ -80,6 +80,19 @@ def test_medians_on_disk_match_medians_of_the_draws_across_chunks(config, tmp_pa
     backed.counts.close()
 
 
+def test_the_median_table_holds_the_medians_taken_on_demand(config, tmp_path, monkeypatch):
+    """In memory, every cell's x^cf computed once, pool by pool in several chunks, equals the
+    medians of each batch's draws taken when asked."""
+    monkeypatch.setattr(counterfactual_rows, "DENSE_CHUNK_VALUES", 5 * 12)
+    data = load_perturb_data(make_adata(labels_with_pairs(30), fail_fraction=0.5), config, 0)
+    cells = np.random.default_rng(0).permutation(data.n_cells)
+    on_demand = data.counterfactual.rows(cells)
+    data.counterfactual.prepare()
+    assert data.counterfactual.table().shape == (data.n_cells, 12)
+    np.testing.assert_array_equal(data.counterfactual.rows(cells), on_demand)
+    assert (on_demand.sum(axis=1) > 0).mean() > 0.5
+
+
 def test_the_medians_file_goes_with_the_data(config, tmp_path):
     adata = make_adata(labels_with_pairs(10))
     adata.write_h5ad(tmp_path / "d.h5ad")

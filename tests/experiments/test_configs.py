@@ -50,6 +50,8 @@ COMMON = {
     "train.checkpoint_every_steps": 2000,
     "train.iwelbo_particles": 100,
     "train.iwelbo_batch_size": 128,
+    "train.input_pipeline": "auto",  # ours (docs/decisions.md#device-resident-data)
+    "train.device_memory_share": 0.5,
     "seed": 0,
 }
 PAIRS = {

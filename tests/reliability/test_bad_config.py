@@ -27,6 +27,14 @@ CONFIG_CASES = {
         {"train.learning_rate": -1e-3},
         ("train.learning_rate must be at least 0",),
     ),
+    "unknown_input_pipeline": (
+        {"train.input_pipeline": "gpu"},
+        ("train.input_pipeline must be one of", "'gpu'"),
+    ),
+    "memory_share_above_one": (
+        {"train.device_memory_share": 1.5},
+        ("train.device_memory_share must be in (0, 1]",),
+    ),
     "zero_epochs": ({"train.max_epochs": 0}, ("train.max_epochs must be at least 1",)),
     "negative_cf_kl_weight": ({"loss.beta": -1}, ("loss.beta", "must be >= 0", "-1")),
     "negative_independence_weight": ({"loss.independence": -0.5}, ("loss.independence",)),

@@ -1,4 +1,5 @@
-"""Train the tiny config on a 1-device and on an 8-device mesh; print the largest difference.
+"""Train the tiny config on a 1-device and on an 8-device mesh, every cell on the devices, and on
+8 devices with batches built on the host; print the largest differences from the 1-device run.
 Then generate cells and the model ATE from the trained model on both meshes; print how many
 generated counts differ and the largest ATE difference.
 
@@ -29,17 +30,22 @@ def main() -> None:
     assert jax.device_count() == 8, jax.devices()
     config = tiny_config(sim_path, **{"train.max_steps": max_steps})
     params = {}
-    for n_devices in (1, 8):
+    for n_devices, pipeline in ((1, "device"), (8, "device"), (8, "host")):
         mesh = data_mesh(jax.devices()[:n_devices])
-        summary = train_and_evaluate(config, workdir / f"devices_{n_devices}", mesh=mesh)
+        config.train.input_pipeline = pipeline
+        run = workdir / f"devices_{n_devices}_{pipeline}"
+        summary = train_and_evaluate(config, run, mesh=mesh)
         assert summary["devices"] == n_devices
-        params[n_devices] = saved_params(workdir / f"devices_{n_devices}")
-    difference = max(
-        float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
-        for a, b in zip(jax.tree.leaves(params[1]), jax.tree.leaves(params[8]), strict=True)
-    )
-    print(f"max parameter difference {difference:.3e}")
-    bundle = load_workdir(workdir / "devices_8")
+        params[n_devices, pipeline] = saved_params(run)
+    for other, name in (((8, "device"), ""), ((8, "host"), " host")):
+        difference = max(
+            float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
+            for a, b in zip(
+                jax.tree.leaves(params[1, "device"]), jax.tree.leaves(params[other]), strict=True
+            )
+        )
+        print(f"max parameter difference{name} {difference:.3e}")
+    bundle = load_workdir(workdir / "devices_8_device")
     labels = list(bundle.vocabulary.singles[:3])
     dosage = bundle.vocabulary.dosage(labels).toarray()
     cells, ate = {}, {}

@@ -50,6 +50,15 @@ def test_run_directory_holds_config_metrics_checkpoints_and_summary(finished_run
     assert summary["val_iwelbo"] < 0
 
 
+def test_each_epoch_logs_the_share_of_its_time_spent_waiting_for_input(finished_run):
+    workdir, _, _ = finished_run
+    records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    epoch_steps = [r["step"] for r in records if "epoch" in r]
+    waits = [r for r in records if "train/input_wait_share" in r]
+    assert [r["step"] for r in waits] == epoch_steps
+    assert all(0 <= r["train/input_wait_share"] < 1 for r in waits)
+
+
 def test_a_run_stopped_mid_epoch_and_resumed_ends_where_an_uninterrupted_one_does(
     finished_run, sim_path, tmp_path
 ):

@@ -39,6 +39,12 @@ def test_eight_devices_train_the_same_parameters_as_one(eight_device_run):
     assert figure(eight_device_run, "max parameter difference") < 1e-5
 
 
+def test_eight_devices_fed_from_the_host_train_the_parameters_of_one_fed_on_device(
+    eight_device_run,
+):
+    assert figure(eight_device_run, "max parameter difference host") < 1e-5
+
+
 def test_eight_devices_generate_the_same_cells_in_the_same_order_as_one(eight_device_run):
     # Chunk c draws from fold_in(key, c) on any mesh, so the counts are those of one device; a
     # sampled count may flip where a rate differs in its last float bits.

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from cradle_jax.train.prefetch import prefetch
+from cradle_jax.train.prefetch import WaitClock, prefetch
 
 
 def counting(n: int, produced: list[int], fail_at: int | None = None):
@@ -48,3 +48,20 @@ def test_stopping_early_stops_the_producer():
             break
     assert not any(t.name == "prefetch" for t in threading.enumerate())
     assert len(produced) <= 5
+
+
+def test_the_wait_clock_counts_the_time_spent_waiting_for_each_item():
+    def slow(n: int, seconds: float):
+        for i in range(n):
+            time.sleep(seconds)
+            yield i
+
+    clock = WaitClock()
+    started = time.perf_counter()
+    items = []
+    for item in clock.timed(slow(4, 0.05)):
+        items.append(item)
+        time.sleep(0.05)  # the consumer's own work is not waiting
+    total = time.perf_counter() - started
+    assert items == [0, 1, 2, 3]
+    assert 0.2 <= clock.seconds < total - 0.2
