@@ -85,7 +85,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_train_step.py --config norman
 	$(PY) benchmarks/bench_train_step.py --config adamson --compute_dtype bfloat16
 	$(PY) benchmarks/bench_eval.py
-	$(PY) benchmarks/bench_data.py --n_cells 100000,1000000 --workdir $(BENCH_DIR)
+	$(PY) benchmarks/bench_pipeline.py --workdir $(BENCH_DIR)/pipeline
 
 clean:
 	rm -rf $(VENV) $(CELLEVAL_VENV) .jax_cache .pytest_cache .ruff_cache runs
