@@ -9,12 +9,15 @@ taken on demand (evaluation asks for a few cells). All give the same numbers.
 """
 
 import logging
+import os
 import shutil
 import tempfile
 import threading
 import time
 import weakref
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
 
@@ -23,11 +26,19 @@ import numpy as np
 import scipy.sparse as sp
 
 from cradle_jax.data.counts import BackedCounts, CountSource, InMemoryCounts
-from cradle_jax.data.references import ReferencePools, reference_medians
+from cradle_jax.data.references import (
+    ReferencePools,
+    reference_median_rows,
+    reference_medians,
+)
 
 log = logging.getLogger(__name__)
 
-DENSE_CHUNK_VALUES = 1 << 20  # cells x genes of one dense chunk of medians (4 MB of float32)
+DENSE_CHUNK_VALUES = 1 << 19  # cells x genes of one chunk of medians (2 MB as dense float32)
+# Stored values of pool members read at once (8 MB as float32 values and int32 columns): pools
+# are read together up to this size, so a backed file is read in a few passes, not one per pool.
+POOL_READ_VALUES = 1 << 20
+MEDIAN_THREADS = min(4, os.cpu_count() or 1)
 NO_ROW = -1
 
 
@@ -133,19 +144,60 @@ def median_blocks(
 ) -> Iterator[tuple[np.ndarray, sp.csr_matrix]]:
     """(cells, their x^cf rows as CSR) in blocks, for every cell that draws a reference.
 
-    Pools are read one at a time, each with one sorted read, so memory follows the largest pool.
+    Pools are read together up to POOL_READ_VALUES stored values, each group with one sorted
+    read, so memory follows that budget (or the largest pool, if it is larger). The blocks of a
+    group are computed on MEDIAN_THREADS threads (NumPy and SciPy's sparse products release the
+    GIL) and come out in order.
     """
     n_genes = counts.shape[1]
     chunk_cells = max(1, DENSE_CHUNK_VALUES // n_genes)
+    with ThreadPoolExecutor(MEDIAN_THREADS) as executor:
+        for group in _read_groups(pools, counts):
+            pooled = np.sort(np.concatenate([members for members, _ in group]))
+            pooled_rows = counts.rows(pooled)
+
+            def medians(cells: np.ndarray, pooled=pooled, pooled_rows=pooled_rows):
+                def read_rows(index: np.ndarray):
+                    return pooled_rows[np.searchsorted(pooled, index)]
+
+                return reference_median_rows(pools.draws(cells), read_rows, n_genes)
+
+            chunks = (
+                askers[start : start + chunk_cells]
+                for _, askers in group
+                for start in range(0, len(askers), chunk_cells)
+            )
+            yield from _in_order(executor, medians, chunks, window=MEDIAN_THREADS)
+
+
+def _in_order(executor: ThreadPoolExecutor, function, items: Iterator, window: int) -> Iterator:
+    """(item, function(item)) for each item, in order, at most `window` computed ahead (so
+    memory holds that many results, not all of them)."""
+    pending = deque()
+    for item in items:
+        pending.append((item, executor.submit(function, item)))
+        if len(pending) >= window:
+            done, future = pending.popleft()
+            yield done, future.result()
+    while pending:
+        done, future = pending.popleft()
+        yield done, future.result()
+
+
+def _read_groups(
+    pools: ReferencePools, counts: CountSource
+) -> Iterator[list[tuple[np.ndarray, np.ndarray]]]:
+    """The (members, askers) of every pool drawn from, in groups read together."""
+    group, size = [], 0
     for members, askers in pools.askers_by_pool():
-        pool_rows = counts.rows(members)
-
-        def read_rows(index: np.ndarray, members=members, pool_rows=pool_rows):
-            return pool_rows[np.searchsorted(members, index)]
-
-        for start in range(0, len(askers), chunk_cells):
-            cells = askers[start : start + chunk_cells]
-            yield cells, sp.csr_matrix(reference_medians(pools.draws(cells), read_rows, n_genes))
+        values = counts.stored_values(members)
+        if group and size + values > POOL_READ_VALUES:
+            yield group
+            group, size = [], 0
+        group.append((members, askers))
+        size += values
+    if group:
+        yield group
 
 
 def median_table(pools: ReferencePools, counts: CountSource) -> sp.csr_matrix:

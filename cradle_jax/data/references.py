@@ -155,40 +155,76 @@ def reference_medians(
     refs: np.ndarray,
     read_rows: Callable[[np.ndarray], sp.csr_matrix],
     n_genes: int,
-    chunk_cells: int = 64,
+    chunk_pairs: int = 1 << 14,
 ) -> np.ndarray:
-    """x^cf (B, G) float32: the lower median of each cell's reference rows; 0 where none.
+    """x^cf (B, G) float32: the lower median of each cell's reference rows; 0 where none."""
+    return reference_median_rows(refs, read_rows, n_genes, chunk_pairs).toarray()
 
-    `read_rows(sorted_unique_indices)` returns those count rows as CSR. Counts are sparse, and the
-    lower median of k draws is non-zero only for a gene with at least k − ⌊(k−1)/2⌋ non-zero
-    draws; one sparse product finds those genes, and the exact median is taken on them alone.
+
+def reference_median_rows(
+    refs: np.ndarray,
+    read_rows: Callable[[np.ndarray], sp.csr_matrix],
+    n_genes: int,
+    chunk_pairs: int = 1 << 14,
+) -> sp.csr_matrix:
+    """x^cf (B, G) float32 CSR: the lower median of each cell's reference rows; 0 where none.
+
+    `read_rows(sorted_unique_indices)` returns those count rows as CSR. Counts are sparse: the
+    lower median of k draws is non-zero only where at least k − ⌊(k−1)/2⌋ draws are non-zero.
+    Genes that no cell's draws can make that often are set aside first (`_possible_genes`); one
+    sparse product counts the non-zero draws of the rest, and the exact median is taken only for
+    the (cell, gene) pairs that reach the count, `chunk_pairs` at a time.
     """
-    out = np.zeros((len(refs), n_genes), dtype=np.float32)
     k = (refs != NO_REFERENCE).sum(axis=1)
     cells = np.flatnonzero(k)
     if len(cells) == 0:
-        return out
-    drawn = refs[cells]
+        return sp.csr_matrix((len(refs), n_genes), dtype=np.float32)
+    drawn, k = refs[cells], k[cells]
     unique, position = np.unique(drawn, return_inverse=True)
     position = position.reshape(drawn.shape) - int(unique[0] == NO_REFERENCE)
     unique = unique[unique != NO_REFERENCE]
     rows = read_rows(unique)
+    needed = k - (k - 1) // 2
+    genes = _possible_genes(rows, position, k, int(needed.min()))
     valid = drawn != NO_REFERENCE
     picks = sp.csr_matrix(
         (np.ones(valid.sum(), dtype=np.float32), (np.nonzero(valid)[0], position[valid])),
         shape=(len(cells), len(unique)),
     )
-    nonzero_draws = (picks @ (rows != 0).astype(np.float32)).tocoo()
-    needed = k[cells] - (k[cells] - 1) // 2
-    genes = np.unique(nonzero_draws.col[nonzero_draws.data >= needed[nonzero_draws.row]])
-    if len(genes) == 0:
-        return out
-    dense = rows[:, genes].toarray()
-    for draws in np.unique(k[cells]):
-        group = np.flatnonzero(k[cells] == draws)
+    candidates = sp.csr_matrix(rows[:, genes])
+    pattern = sp.csr_matrix(
+        (np.ones(candidates.nnz, np.float32), candidates.indices, candidates.indptr),
+        shape=candidates.shape,
+    )
+    nonzero_draws = (picks @ pattern).tocoo()
+    reached = nonzero_draws.data >= needed[nonzero_draws.row]
+    cell, gene = nonzero_draws.row[reached], nonzero_draws.col[reached]
+    dense = candidates.toarray()
+    median = np.zeros(len(cell), dtype=np.float32)
+    for draws in np.unique(k[cell]):
         lower = (draws - 1) // 2
-        for start in range(0, len(group), chunk_cells):
-            chunk = group[start : start + chunk_cells]
-            stacked = dense[position[chunk, :draws]]  # (chunk, draws, genes)
-            out[np.ix_(cells[chunk], genes)] = np.partition(stacked, lower, axis=1)[:, lower]
-    return out
+        pairs = np.flatnonzero(k[cell] == draws)
+        for start in range(0, len(pairs), chunk_pairs):
+            chunk = pairs[start : start + chunk_pairs]
+            values = dense[position[cell[chunk], :draws], gene[chunk, None]]  # (pairs, draws)
+            median[chunk] = np.partition(values, lower, axis=1)[:, lower]
+    return sp.csr_matrix(
+        (median, (cells[cell], genes[gene])), shape=(len(refs), n_genes), dtype=np.float32
+    )
+
+
+def _possible_genes(rows: sp.csr_matrix, position: np.ndarray, k: np.ndarray, needed: int):
+    """The genes whose median can be non-zero for some cell: a cell's non-zero draws of a gene
+    non-zero in n of the drawn rows are at most the sum of its n most repeated draws."""
+    n_cells, width = position.shape
+    ranked = np.sort(np.where(np.arange(width) < k[:, None], position, -1), axis=1)
+    # run lengths of equal draws per cell (the padding -1 counts as draws: a looser bound)
+    starts = np.ones_like(ranked, dtype=bool)
+    starts[:, 1:] = ranked[:, 1:] != ranked[:, :-1]
+    run = np.cumsum(starts, axis=1) - 1
+    repeats = np.zeros((n_cells, width), dtype=np.int64)
+    np.add.at(repeats, (np.arange(n_cells)[:, None], run), 1)
+    most = np.cumsum(-np.sort(-repeats, axis=1), axis=1).max(axis=0)  # most[n-1]: top-n sum
+    members = np.bincount(rows.indices, minlength=rows.shape[1])  # drawn rows storing each gene
+    reach = np.where(members > 0, most[np.minimum(members, width) - 1], 0)
+    return np.flatnonzero(reach >= needed)

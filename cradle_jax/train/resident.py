@@ -4,12 +4,11 @@ The host then sends only a batch's row indices (B int32), and the step builds th
 so the device never waits for the host (docs/decisions.md#device-resident-data).
 
 Layout: the counts, the reference medians x^cf and the dosage are each held either dense or CSR.
-Dense when all three fit in the memory share: a batch is then one row gather, about 10x faster
-than densifying CSR rows on a CPU (2.9M against 0.34M cells/s per matrix of 20,000 x 1,000 at
-49 % non-zeros, batch 512; benchmarks/README.md). CSR otherwise: 8 bytes per non-zero, a row is
-one contiguous slice, and a batch is one gather of at most `longest_row` entries per cell and
-one scatter into a (B, width) block. The data are replicated on every device of the mesh, so
-each device gathers the rows of its own share of the batch without communication.
+Dense when all three fit in the memory share: a batch is then one row gather, several times
+faster than densifying CSR rows on a CPU. CSR otherwise: 8 bytes per non-zero, a row is one
+contiguous slice, and a batch is one gather of at most `longest_row` entries per cell and one
+scatter into a (B, width) block. The data are replicated on every device of the mesh, so each
+device gathers the rows of its own share of the batch without communication.
 """
 
 import dataclasses

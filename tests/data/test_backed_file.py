@@ -7,10 +7,13 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
 
 from cradle_jax.data import counterfactual_rows
+from cradle_jax.data import counts as counts_module
 from cradle_jax.data.backed_file import BackedH5ad
 from cradle_jax.data.batches import iterate_batches
+from cradle_jax.data.counts import BackedCounts
 from cradle_jax.data.dataset import load_perturb_data
 from cradle_jax.data.references import reference_medians
 from tests.conftest import labels_with_pairs, make_adata
@@ -80,10 +83,15 @@ def test_medians_on_disk_match_medians_of_the_draws_across_chunks(config, tmp_pa
     backed.counts.close()
 
 
-def test_the_median_table_holds_the_medians_taken_on_demand(config, tmp_path, monkeypatch):
-    """In memory, every cell's x^cf computed once, pool by pool in several chunks, equals the
-    medians of each batch's draws taken when asked."""
+@pytest.mark.parametrize("read_values", [1, 200, 10**9])
+def test_the_median_table_holds_the_medians_taken_on_demand(
+    config, tmp_path, monkeypatch, read_values
+):
+    """In memory, every cell's x^cf computed once, in several chunks, from pools read one by
+    one, a few together or all at once, equals the medians of each batch's draws taken when
+    asked."""
     monkeypatch.setattr(counterfactual_rows, "DENSE_CHUNK_VALUES", 5 * 12)
+    monkeypatch.setattr(counterfactual_rows, "POOL_READ_VALUES", read_values)
     data = load_perturb_data(make_adata(labels_with_pairs(30), fail_fraction=0.5), config, 0)
     cells = np.random.default_rng(0).permutation(data.n_cells)
     on_demand = data.counterfactual.rows(cells)
@@ -135,3 +143,22 @@ def test_duplicate_names_are_found_across_name_blocks(tmp_path, monkeypatch):
     adata.write_h5ad(tmp_path / "d.h5ad")
     with BackedH5ad(tmp_path / "d.h5ad") as file:
         assert list(file.obs.duplicated_names()) == ["c2"]
+
+
+@pytest.mark.parametrize(("gap", "span"), [(0, 2**20), (5, 2**20), (10**6, 2**20), (10**6, 7)])
+def test_backed_rows_read_in_spans_equal_the_in_memory_rows(tmp_path, monkeypatch, gap, span):
+    """Rows are read in runs merged across gaps of up to `gap` stored values (none, some, all),
+    each run at most `span` values long."""
+    monkeypatch.setattr(counts_module, "SPAN_GAP_VALUES", gap)
+    monkeypatch.setattr(counts_module, "SPAN_VALUES", span)
+    rng = np.random.default_rng(0)
+    matrix = sp.random(300, 40, density=0.2, format="csr", random_state=1, dtype=np.float32)
+    matrix.data = np.ceil(matrix.data * 9)
+    matrix = sp.csr_matrix(matrix.multiply((np.arange(300) != 17)[:, None]))  # row 17 empty
+    ad.AnnData(X=matrix).write_h5ad(tmp_path / "m.h5ad")
+    backed = BackedCounts(tmp_path / "m.h5ad", "X")
+    for size in (1, 2, 40, 300):
+        index = rng.choice(300, size, replace=size == 300)
+        index[0] = 17
+        np.testing.assert_array_equal(backed.rows(index).toarray(), matrix[index].toarray())
+    backed.close()
