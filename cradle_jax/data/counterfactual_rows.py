@@ -38,6 +38,9 @@ DENSE_CHUNK_VALUES = 1 << 19  # cells x genes of one chunk of medians (2 MB as d
 # Stored values of pool members read at once (8 MB as float32 values and int32 columns): pools
 # are read together up to this size, so a backed file is read in a few passes, not one per pool.
 POOL_READ_VALUES = 1 << 20
+# Threads computing medians for in-memory data. A backed file's medians are computed on one:
+# each thread's malloc arena keeps its freed memory, and a backed load's memory must stay flat
+# (at 1M cells two threads took 33 s and a peak 31 MB higher than one thread's 49 s).
 MEDIAN_THREADS = min(4, os.cpu_count() or 1)
 NO_ROW = -1
 
@@ -140,18 +143,18 @@ def counterfactual_rows(
 
 
 def median_blocks(
-    pools: ReferencePools, counts: CountSource
+    pools: ReferencePools, counts: CountSource, threads: int = 1
 ) -> Iterator[tuple[np.ndarray, sp.csr_matrix]]:
     """(cells, their x^cf rows as CSR) in blocks, for every cell that draws a reference.
 
     Pools are read together up to POOL_READ_VALUES stored values, each group with one sorted
-    read, so memory follows that budget (or the largest pool, if it is larger). The blocks of a
-    group are computed on MEDIAN_THREADS threads (NumPy and SciPy's sparse products release the
-    GIL) and come out in order.
+    read, so memory follows that budget (or the largest pool, if it is larger). The blocks are
+    computed on `threads` threads (NumPy and SciPy's sparse products release the GIL) and come
+    out in order.
     """
     n_genes = counts.shape[1]
     chunk_cells = max(1, DENSE_CHUNK_VALUES // n_genes)
-    with ThreadPoolExecutor(MEDIAN_THREADS) as executor:
+    with ThreadPoolExecutor(threads) as executor:
         for group in _read_groups(pools, counts):
             pooled = np.sort(np.concatenate([members for members, _ in group]))
             pooled_rows = counts.rows(pooled)
@@ -167,7 +170,7 @@ def median_blocks(
                 for _, askers in group
                 for start in range(0, len(askers), chunk_cells)
             )
-            yield from _in_order(executor, medians, chunks, window=MEDIAN_THREADS)
+            yield from _in_order(executor, medians, chunks, window=threads)
 
 
 def _in_order(executor: ThreadPoolExecutor, function, items: Iterator, window: int) -> Iterator:
@@ -200,11 +203,13 @@ def _read_groups(
         yield group
 
 
-def median_table(pools: ReferencePools, counts: CountSource) -> sp.csr_matrix:
+def median_table(
+    pools: ReferencePools, counts: CountSource, threads: int = MEDIAN_THREADS
+) -> sp.csr_matrix:
     """Every cell's x^cf as one (N, G) float32 CSR matrix, in cell order."""
     n_cells, n_genes = counts.shape
     cells, blocks = [np.zeros(0, np.int64)], [sp.csr_matrix((0, n_genes), dtype=np.float32)]
-    for block_cells, block in median_blocks(pools, counts):
+    for block_cells, block in median_blocks(pools, counts, threads):
         cells.append(block_cells)
         blocks.append(block)
     stacked = sp.vstack([*blocks, sp.csr_matrix((1, n_genes), dtype=np.float32)], format="csr")

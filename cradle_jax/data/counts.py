@@ -130,7 +130,8 @@ class BackedCounts:
             self._dense, self._sparse = None, ad.io.sparse_dataset(node)
             self.shape = tuple(self._sparse.shape)
             self._values, self._columns = node["data"], node["indices"]
-            self._row_start = node["indptr"][:].astype(np.int64)
+            row_start = node["indptr"][:]  # 4 bytes per cell where int32 holds it
+            self._row_start = row_start.astype(np.int32 if row_start[-1] < 2**31 else np.int64)
         check_count_dtype((self._dense if self._sparse is None else node["data"]).dtype)
 
     def _read_sorted(self, sorted_unique: np.ndarray) -> sp.csr_matrix:
