@@ -123,7 +123,10 @@ def train_step_rate(data, config, cells, indices, mesh, repeats: int) -> float:
     cfg = resolve_model_config(
         config.model, len(data.gene_names), data.vocabulary.size, data.qc.shape[1]
     )
-    optimizer = make_optimizer(config.train.learning_rate)
+    tc = config.train
+    optimizer = make_optimizer(
+        tc.learning_rate, tc.weight_decay, tc.clip_norm, tc.mask_lr_scale, tc.dispersion_lr_scale
+    )
     key = jax.random.wrap_key_data(purpose_key(0, "init"))
     params = jax.jit(init_params, static_argnames="cfg")(key, *placeholder_inputs(cfg), cfg)
     state = replicate(TrainState.create(jax.device_get(params), optimizer), mesh)
