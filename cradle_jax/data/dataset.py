@@ -294,7 +294,13 @@ def qc_metrics_of(
         unavailable.update(part.unavailable)
     columns = [m for m in qc_rules.QC_METRICS if m not in unavailable]
     table = pd.concat([part.table[columns] for part in parts])
-    return qc_rules.QCMetrics(table=table, unavailable=unavailable, source="computed")
+    scores = [part.doublet_threshold for part in parts if part.doublet_threshold is not None]
+    return qc_rules.QCMetrics(
+        table=table,
+        unavailable=unavailable,
+        source="computed",
+        doublet_threshold=float(np.mean(scores)) if scores else None,
+    )
 
 
 def qc_matrix_of(flags: pd.DataFrame, mode: str) -> tuple[np.ndarray, tuple[str, ...]]:

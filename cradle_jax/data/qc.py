@@ -56,12 +56,15 @@ class QCMetrics:
     """Per-cell QC metrics: the available columns of QC_METRICS, in that order.
 
     `predicted_doublet` is bool, the others float64; `unavailable` maps each metric that could
-    not be computed to a one-line reason; `source` is "obs" or "computed".
+    not be computed to a one-line reason; `source` is "obs" or "computed". `doublet_threshold`
+    is the Scrublet doublet-score threshold the call used (the mean over row blocks), None where
+    the call came from obs or Scrublet set none.
     """
 
     table: pd.DataFrame
     unavailable: dict[str, str]
     source: str
+    doublet_threshold: float | None = None
 
 
 def qc_metrics_from_obs(obs: pd.DataFrame) -> QCMetrics | None:
@@ -114,13 +117,16 @@ def compute_qc_metrics(
     seed: int,
     doublets: bool = True,
     warn: bool = True,
+    doublet_threshold: float | None = None,
 ) -> QCMetrics:
     """QC metrics of a row block of raw counts with scanpy (§4.1 recipe), deterministic in seed.
 
-    The block stays sparse. A percentage whose gene pattern matches no gene, and the doublet call
-    when Scrublet cannot run or is switched off, are left out and listed in `unavailable` with a
-    logged warning (unless `warn` is off: a caller scoring many blocks warns once itself), so a
-    missing criterion is never silently treated as "pass".
+    Scrublet calls a doublet above `doublet_threshold` when one is given (a threshold fitted on
+    other cells: docs/decisions.md#doublet-threshold-of-real-cells), else above the threshold it
+    fits on this block. The block stays sparse. A percentage whose gene pattern matches no gene,
+    and the doublet call when Scrublet cannot run or is switched off, are left out and listed in
+    `unavailable` with a logged warning (unless `warn` is off: a caller scoring many blocks warns
+    once itself), so a missing criterion is never silently treated as "pass".
     """
     import anndata as ad
     import scanpy as sc
@@ -149,9 +155,13 @@ def compute_qc_metrics(
         pct = scanpy_metrics[f"pct_counts_{name}"].to_numpy(np.float64)
         table[f"pct_counts_{name}"] = np.nan_to_num(pct, nan=0.0)
 
-    doublet_reason = _run_scrublet(adata, seed) if doublets else "doublet calling switched off"
+    doublet_reason = "doublet calling switched off"
+    if doublets:
+        doublet_reason = _run_scrublet(adata, seed, doublet_threshold)
+    threshold = None
     if doublet_reason is None:
         table["predicted_doublet"] = adata.obs["predicted_doublet"].to_numpy(dtype=bool)
+        threshold = float(adata.uns["scrublet"]["threshold"])
     else:
         unavailable["predicted_doublet"] = doublet_reason
     for metric, reason in unavailable.items() if warn else ():
@@ -159,11 +169,12 @@ def compute_qc_metrics(
             "QC metric %s unavailable: %s; it is not used as a QC criterion", metric, reason
         )
     columns = [metric for metric in QC_METRICS if metric in table.columns]
-    return QCMetrics(table=table[columns], unavailable=unavailable, source="computed")
+    return QCMetrics(table[columns], unavailable, "computed", doublet_threshold=threshold)
 
 
-def _run_scrublet(adata: "ad.AnnData", seed: int) -> str | None:
-    """Adds obs["predicted_doublet"] to `adata`; returns why not when Scrublet cannot run."""
+def _run_scrublet(adata: "ad.AnnData", seed: int, threshold: float | None) -> str | None:
+    """Adds obs["predicted_doublet"] to `adata` (scores above `threshold`, or above the one
+    Scrublet fits when None); returns why not when Scrublet cannot run."""
     import scanpy as sc
 
     if adata.n_obs < MIN_SCRUBLET_CELLS:
@@ -175,7 +186,9 @@ def _run_scrublet(adata: "ad.AnnData", seed: int) -> str | None:
             # numpy's "mean of empty slice" and the like on degenerate input (one gene): the
             # outcome is reported as the criterion's one line, not as warnings before it.
             warnings.simplefilter("ignore", RuntimeWarning)
-            sc.pp.scrublet(adata, random_state=seed, use_approx_neighbors=False)
+            sc.pp.scrublet(
+                adata, random_state=seed, use_approx_neighbors=False, threshold=threshold
+            )
     except Exception as error:  # scanpy/sklearn/skimage failures all mean "no doublet call"
         return f"Scrublet failed: {type(error).__name__}: {error}".replace("\n", " ").rstrip(".")
     if "threshold" not in adata.uns.get("scrublet", {}):
@@ -194,11 +207,14 @@ class QCThresholds:
     that flags no real cell carries no information about the real data, while Scrublet run
     on a generated set calls its own share of doublets whatever the cells (1.8 % of real
     artifact-free cells in chunks of 510), which alone would make generated cells fail more.
+    `doublet_score` is the Scrublet score threshold of the real call, which generated cells are
+    called by too (None where the call came from obs: generated cells then get Scrublet's own).
     """
 
     medians: dict[str, float]
     mads: dict[str, float]
     doublets: bool = True
+    doublet_score: float | None = None
 
     def threshold(self, metric: str, t: float) -> float:
         """med − t·MAD for UMI_count/ngenes (fail below), med + t·MAD for pct_* (fail above)."""
@@ -213,6 +229,7 @@ class QCThresholds:
             "medians": dict(self.medians),
             "mads": dict(self.mads),
             "doublets": self.doublets,
+            "doublet_score": self.doublet_score,
             "thresholds": {
                 str(t): {metric: self.threshold(metric, t) for metric in self.medians}
                 for t in QC_MULTIPLIERS
@@ -223,7 +240,8 @@ class QCThresholds:
     def from_dict(cls, d: dict) -> Self:
         """Inverse of to_dict (the derived thresholds are recomputed, not read).
 
-        Files written before `doublets` was recorded always scored the doublet call: True.
+        Files written before `doublets` was recorded always scored the doublet call: True;
+        before `doublet_score` was, generated cells got Scrublet's own threshold: None.
         """
         if set(d["medians"]) != set(d["mads"]):
             raise DataError("QC thresholds: 'medians' and 'mads' name different metrics")
@@ -231,6 +249,7 @@ class QCThresholds:
             medians={k: float(v) for k, v in d["medians"].items()},
             mads={k: float(v) for k, v in d["mads"].items()},
             doublets=bool(d.get("doublets", True)),
+            doublet_score=None if d.get("doublet_score") is None else float(d["doublet_score"]),
         )
 
 
@@ -251,7 +270,9 @@ def fit_thresholds(metrics: QCMetrics) -> QCThresholds:
             "Scrublet called no cell a doublet: the doublet call is not used as a QC criterion "
             "for cells scored against these data (generated cells)"
         )
-    return QCThresholds(medians=medians, mads=mads, doublets=doublets)
+    return QCThresholds(
+        medians=medians, mads=mads, doublets=doublets, doublet_score=metrics.doublet_threshold
+    )
 
 
 def qc_flags(

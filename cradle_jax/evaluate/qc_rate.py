@@ -107,12 +107,15 @@ def generated_qc(
     n_chunks: int = N_CHUNKS,
     doublets: bool = True,
     cell_names: Sequence[str] | None = None,
+    doublet_threshold: float | None = None,
 ) -> QCMetrics:
     """QC metrics of generated cells (N, G), computed chunk by chunk, in the input cell order.
 
     Chunks follow `chunk_assignment` (§5.5 step 2) so that Scrublet sees a mixture of every
     perturbation, as in the reference; chunk k's Scrublet is seeded from (seed, k). Counts stay
-    sparse. Returns a QCMetrics whose table (N, ≤6) is indexed by `cell_names` (default
+    sparse. Scrublet calls a doublet above `doublet_threshold`, the real data's
+    (`QCThresholds.doublet_score`), when given. Returns a QCMetrics whose table (N, ≤6) is
+    indexed by `cell_names` (default
     `generated_cell_names(labels)`). A metric unavailable in any chunk (no matching genes, or a
     chunk too small for Scrublet) is dropped for every cell and listed in `unavailable`, so all
     cells are judged by the same criteria.
@@ -136,6 +139,7 @@ def generated_qc(
             seed=_chunk_seed(seed, k),
             doublets=doublets,
             warn=False,
+            doublet_threshold=doublet_threshold,
         )
         for metric, reason in metrics.unavailable.items():
             missing.setdefault(metric, []).append((k, reason))
@@ -211,6 +215,7 @@ def score_generated_cells(
 ) -> tuple[QCMetrics, dict]:
     """`generated_qc` then `qc_pass_rates` with the real-data `thresholds`: (metrics, rates)."""
     metrics = generated_qc(
-        counts, labels, gene_names, seed=seed, n_chunks=n_chunks, doublets=doublets
-    )
+        counts, labels, gene_names, seed=seed, n_chunks=n_chunks, doublets=doublets,
+        doublet_threshold=thresholds.doublet_score,
+    )  # fmt: skip
     return metrics, qc_pass_rates(metrics, labels, thresholds, ts)

@@ -180,6 +180,33 @@ def test_scrublet_doublets_are_bool_and_deterministic():
     pd.testing.assert_frame_equal(first.table, second.table)
 
 
+def test_scrublet_records_its_threshold_and_calls_by_one_it_is_given():
+    counts = random_counts(300, 200, 1)
+    names = cell_names(300)
+    own = qc.compute_qc_metrics(counts, scrublet_genes(200), names, seed=7)
+    assert own.doublet_threshold is not None
+    assert 0 < own.doublet_threshold < 1
+    never = qc.compute_qc_metrics(
+        counts, scrublet_genes(200), names, seed=7, doublet_threshold=1.0
+    )  # scores are below 1
+    assert never.doublet_threshold == 1.0
+    assert not never.table["predicted_doublet"].any()
+    everyone = qc.compute_qc_metrics(
+        counts, scrublet_genes(200), names, seed=7, doublet_threshold=-1.0
+    )
+    assert everyone.table["predicted_doublet"].all()
+
+
+def test_fitted_thresholds_keep_the_real_doublet_score_threshold_through_json():
+    metrics = qc.QCMetrics(metric_table(), {}, "computed", doublet_threshold=0.31)
+    thresholds = qc.fit_thresholds(metrics)
+    assert thresholds.doublet_score == 0.31
+    d = json.loads(json.dumps(thresholds.to_dict()))
+    assert qc.QCThresholds.from_dict(d) == thresholds
+    del d["doublet_score"]  # written before it was recorded: Scrublet's own threshold
+    assert qc.QCThresholds.from_dict(d).doublet_score is None
+
+
 def metric_table() -> pd.DataFrame:
     """Continuous metrics with known medians; pct_counts_hb has MAD 0 (median 0)."""
     return pd.DataFrame(

@@ -4,6 +4,8 @@ Count matrices are built by hand so every metric is known; the "real" thresholds
 hand-made metric table with known medians and raw MADs.
 """
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -225,6 +227,24 @@ def test_scrublet_per_chunk_is_deterministic_in_the_seed():
         "qc_UMI_count",
         "qc_ngenes",
     ]
+
+
+def test_generated_cells_are_called_doublets_by_the_real_data_threshold():
+    """Scrublet run on a generated chunk fits a threshold to whatever cells it gets; the real
+    data's score threshold judges generated cells as it judged the real ones."""
+    labels = labels_of(200, names=("A", "B"))
+    x = sp.csr_matrix(scrublet_counts(400, 200, 1))
+    real = REAL.iloc[:, :2].assign(predicted_doublet=np.arange(len(REAL)) == 0)
+    fitted = fit_thresholds(QCMetrics(real, {}, "computed", doublet_threshold=1.0))
+    _, strict = qc_rate.score_generated_cells(
+        x, labels, scrublet_genes(200), fitted, seed=5, n_chunks=2
+    )
+    assert strict["fail_share"]["t3"]["qc_predicted_doublet"] == 0.0
+    lenient = dataclasses.replace(fitted, doublet_score=-1.0)
+    _, rates = qc_rate.score_generated_cells(
+        x, labels, scrublet_genes(200), lenient, seed=5, n_chunks=2
+    )
+    assert rates["fail_share"]["t3"]["qc_predicted_doublet"] == 1.0
 
 
 def test_doublet_call_missing_in_one_chunk_is_dropped_for_all_cells():
