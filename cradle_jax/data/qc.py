@@ -161,7 +161,8 @@ def compute_qc_metrics(
     threshold = None
     if doublet_reason is None:
         table["predicted_doublet"] = adata.obs["predicted_doublet"].to_numpy(dtype=bool)
-        threshold = float(adata.uns["scrublet"]["threshold"])
+        threshold = adata.uns.get("scrublet", {}).get("threshold")
+        threshold = None if threshold is None else float(threshold)
     else:
         unavailable["predicted_doublet"] = doublet_reason
     for metric, reason in unavailable.items() if warn else ():

@@ -68,7 +68,7 @@ def test_labels_dropped_cells_and_genes_and_loading(tmp_path):
 
 
 def test_qc_metrics_are_computed_on_all_genes_before_the_gene_filter(monkeypatch):
-    def no_doublets(adata, seed):
+    def no_doublets(adata, seed, threshold):
         adata.obs["predicted_doublet"] = False
 
     monkeypatch.setattr(qc, "_run_scrublet", no_doublets)
