@@ -24,6 +24,9 @@ FLOAT32_EXACT_LIMIT = 2**24
 # between them: one read of a few extra KB costs less than another h5py call.
 SPAN_GAP_VALUES = 4096
 SPAN_VALUES = 1 << 20  # the most stored values one request reads (8 MB of values and columns)
+# Files with fewer rows keep their row pointers in memory (up to 4 MB); larger ones read the
+# pointers of the wanted rows with each request (2.6 ms per 512 rows at 1M rows).
+ROW_STARTS_IN_MEMORY = 1 << 19
 
 
 def check_count_dtype(dtype: np.dtype) -> None:
@@ -110,8 +113,10 @@ class BackedCounts:
     """Counts read from an .h5ad on disk (CSR or dense), a few rows at a time.
 
     Rows of a CSR file are read from its HDF5 datasets directly (anndata's row indexing costs
-    about 3x more per row): the row pointers once, then the stored values of the wanted rows in
-    as few requests as there are separate runs of rows.
+    about 3x more per row): the wanted rows' pointers, then their stored values in as few
+    requests as there are separate runs of rows. The row pointers of files up to
+    ROW_STARTS_IN_MEMORY rows are read once and kept; larger files read the wanted ones per
+    request, so memory does not grow with the file.
     """
 
     def __init__(self, path: Path, key: str):
@@ -130,14 +135,16 @@ class BackedCounts:
             self._dense, self._sparse = None, ad.io.sparse_dataset(node)
             self.shape = tuple(self._sparse.shape)
             self._values, self._columns = node["data"], node["indices"]
-            row_start = node["indptr"][:]  # 4 bytes per cell where int32 holds it
-            self._row_start = row_start.astype(np.int32 if row_start[-1] < 2**31 else np.int64)
+            self._row_pointers = node["indptr"]
+            self._row_start = None
+            if self.shape[0] < ROW_STARTS_IN_MEMORY:
+                self._row_start = self._row_pointers[:].astype(np.int64)
         check_count_dtype((self._dense if self._sparse is None else node["data"]).dtype)
 
     def _read_sorted(self, sorted_unique: np.ndarray) -> sp.csr_matrix:
         if self._sparse is None:
             return sp.csr_matrix(self._dense[sorted_unique].astype(np.float32))
-        start, stop = self._row_start[sorted_unique], self._row_start[sorted_unique + 1]
+        start, stop = self._bounds(sorted_unique)
         values, columns = [], []
         for first, last in _spans(start, stop):
             lo, hi = start[first], stop[last - 1]
@@ -157,6 +164,13 @@ class BackedCounts:
             shape=(len(sorted_unique), self.shape[1]),
         )
 
+    def _bounds(self, sorted_unique: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Where the stored values of the rows `sorted_unique` start and stop."""
+        if self._row_start is not None:
+            return self._row_start[sorted_unique], self._row_start[sorted_unique + 1]
+        start = self._row_pointers[sorted_unique].astype(np.int64)
+        return start, self._row_pointers[sorted_unique + 1].astype(np.int64)
+
     def _checked_block(self, start: int, stop: int) -> sp.csr_matrix:
         """Rows start…stop as float32 CSR, checked first in the stored precision."""
         native = self._sparse[start:stop] if self._sparse is not None else self._dense[start:stop]
@@ -167,7 +181,8 @@ class BackedCounts:
         """How many values the rows `index` store (what reading them costs)."""
         if self._sparse is None:
             return len(index) * self.shape[1]
-        return int((self._row_start[np.asarray(index) + 1] - self._row_start[index]).sum())
+        start, stop = self._bounds(np.unique(index))
+        return int((stop - start).sum())
 
     def rows(self, index: np.ndarray) -> sp.csr_matrix:
         """Rows `index` (any order, repeats allowed), in that order; one sorted read from disk."""

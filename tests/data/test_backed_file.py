@@ -145,12 +145,19 @@ def test_duplicate_names_are_found_across_name_blocks(tmp_path, monkeypatch):
         assert list(file.obs.duplicated_names()) == ["c2"]
 
 
-@pytest.mark.parametrize(("gap", "span"), [(0, 2**20), (5, 2**20), (10**6, 2**20), (10**6, 7)])
-def test_backed_rows_read_in_spans_equal_the_in_memory_rows(tmp_path, monkeypatch, gap, span):
+@pytest.mark.parametrize(
+    ("gap", "span", "kept_rows"),
+    [(0, 2**20, 2**19), (5, 2**20, 2**19), (10**6, 2**20, 2**19), (10**6, 7, 2**19), (5, 7, 0)],
+)
+def test_backed_rows_read_in_spans_equal_the_in_memory_rows(
+    tmp_path, monkeypatch, gap, span, kept_rows
+):
     """Rows are read in runs merged across gaps of up to `gap` stored values (none, some, all),
-    each run at most `span` values long."""
+    each run at most `span` values long, with the row pointers kept in memory or read per
+    request (`kept_rows` 0)."""
     monkeypatch.setattr(counts_module, "SPAN_GAP_VALUES", gap)
     monkeypatch.setattr(counts_module, "SPAN_VALUES", span)
+    monkeypatch.setattr(counts_module, "ROW_STARTS_IN_MEMORY", kept_rows)
     rng = np.random.default_rng(0)
     matrix = sp.random(300, 40, density=0.2, format="csr", random_state=1, dtype=np.float32)
     matrix.data = np.ceil(matrix.data * 9)
@@ -161,4 +168,5 @@ def test_backed_rows_read_in_spans_equal_the_in_memory_rows(tmp_path, monkeypatc
         index = rng.choice(300, size, replace=size == 300)
         index[0] = 17
         np.testing.assert_array_equal(backed.rows(index).toarray(), matrix[index].toarray())
+    assert backed.stored_values(np.array([3, 17, 5])) == np.diff(matrix.indptr)[[3, 17, 5]].sum()
     backed.close()
