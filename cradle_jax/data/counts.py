@@ -102,7 +102,8 @@ class InMemoryCounts:
 
     def stored_values(self, index: np.ndarray) -> int:
         """How many values the rows `index` store (what reading them costs)."""
-        return int(np.diff(self.matrix.indptr)[index].sum())
+        indptr = self.matrix.indptr
+        return int((indptr[np.asarray(index) + 1] - indptr[index]).sum())
 
     def blocks(self, block_size: int = ROW_BLOCK) -> Iterator[tuple[int, sp.csr_matrix]]:
         for start in range(0, self.shape[0], block_size):
