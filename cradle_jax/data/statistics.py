@@ -52,3 +52,48 @@ def obs_counts(dosage: sp.csr_matrix, qc: np.ndarray, cells: np.ndarray) -> ObsC
     n_d = np.asarray((dosage[cells] != 0).sum(axis=0)).ravel().astype(np.float32)
     n_qc = (qc[cells] != 0).sum(axis=0).astype(np.float32)
     return ObsCounts(n_d, n_qc)
+
+
+@dataclass(frozen=True)
+class CountMoments:
+    """Moment estimates, per gene (G,) float64, of x ~ NB(mean ℓ·p, inverse dispersion θ) over a
+    set of cells with library sizes ℓ: `proportion` p, a gene's share of a cell's counts, and
+    `dispersion` θ from Var(x) = μ + μ²/θ (inf where the counts vary no more than Poisson's).
+
+    The spread of the cells' basal states counts as dispersion here, so θ is at most the one of
+    a model that explains part of that spread; as a starting point it is on the right scale.
+    """
+
+    proportion: np.ndarray
+    dispersion: np.ndarray
+
+
+def count_moments(
+    source: CountSource, cells: np.ndarray, library: np.ndarray, pseudo_count: float = 0.5
+) -> CountMoments:
+    """Stream the rows `cells`; p = (Σx + c) / (Σℓ + cG) keeps an unseen gene's share above 0.
+
+    θ = Σμ² / Σ((x − μ)² − μ) with μ = ℓp, the sums taken over cells; the residual sum expands to
+    Σx² − 2pΣxℓ + p²Σℓ² − pΣℓ, so only non-zero counts are visited.
+    """
+    n_genes = source.shape[1]
+    sum_x = np.zeros(n_genes, dtype=np.float64)
+    sum_x2 = np.zeros(n_genes, dtype=np.float64)
+    sum_xl = np.zeros(n_genes, dtype=np.float64)
+    selected = np.zeros(source.shape[0], dtype=bool)
+    selected[cells] = True
+    for start, block in source.blocks():
+        rows = np.flatnonzero(selected[start : start + block.shape[0]])
+        picked = block[rows]
+        x = picked.data.astype(np.float64)
+        cell_library = np.repeat(library[start + rows].astype(np.float64), np.diff(picked.indptr))
+        sum_x += np.bincount(picked.indices, weights=x, minlength=n_genes)
+        sum_x2 += np.bincount(picked.indices, weights=x * x, minlength=n_genes)
+        sum_xl += np.bincount(picked.indices, weights=x * cell_library, minlength=n_genes)
+    ell = library[cells].astype(np.float64)
+    sum_l, sum_l2 = ell.sum(), (ell * ell).sum()
+    p = (sum_x + pseudo_count) / (sum_l + pseudo_count * n_genes)
+    excess = sum_x2 - 2 * p * sum_xl + p * p * sum_l2 - p * sum_l
+    with np.errstate(divide="ignore"):
+        theta = np.where(excess > 0, p * p * sum_l2 / np.where(excess > 0, excess, 1.0), np.inf)
+    return CountMoments(proportion=p, dispersion=theta)

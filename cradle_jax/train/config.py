@@ -42,6 +42,9 @@ def train_config() -> ml_collections.ConfigDict:
     c.weight_decay = 1e-6  # coupled L2, added to the gradient before Adam
     c.mask_lr_scale = 10.0  # the mask logits' learning rate / learning_rate (see make_optimizer)
     c.dispersion_lr_scale = 1.0  # the NB log dispersions' learning rate / learning_rate
+    # Start the NB decoder's gene-logit bias and log θ at the training QC-pass cells' moments
+    # instead of a flat profile and θ = 1 (docs/decisions.md#likelihood-from-data)
+    c.likelihood_from_data = True
     c.clip_norm = 100.0
     c.max_epochs = 2000
     c.max_steps = 0  # stop after this many steps; 0 = no limit

@@ -22,6 +22,7 @@ from tqdm import tqdm
 from cradle_jax import atomic
 from cradle_jax.data.batches import PADDING, batch_indices, build_local_batch, num_batches
 from cradle_jax.data.dataset import PerturbData, load_perturb_data
+from cradle_jax.data.statistics import CountMoments, count_moments
 from cradle_jax.models.config import ModelConfig, resolve_model_config
 from cradle_jax.models.families import check_dosage, family_of
 from cradle_jax.train.bundle import param_shapes, write_model_meta
@@ -31,6 +32,7 @@ from cradle_jax.train.errors import RunError
 from cradle_jax.train.inputs import batch_arrays, split_stats
 from cradle_jax.train.iwelbo import split_iwelbo
 from cradle_jax.train.keys import purpose_key
+from cradle_jax.train.likelihood_init import likelihood_from_data
 from cradle_jax.train.logs import MetricsLog
 from cradle_jax.train.mesh import (
     check_batch_size,
@@ -167,12 +169,25 @@ def _one_class_note(data: PerturbData, loss_cfg: LossConfig) -> str | None:
     return f"the training split has {note}"
 
 
-def _initial_state(run: Run, optimizer) -> TrainState:
-    """Fresh parameters from the run's "init" key, identical on every process, replicated."""
+def _initial_state(run: Run, optimizer, fresh: bool) -> TrainState:
+    """Fresh parameters from the run's "init" key, identical on every process, replicated; for a
+    `fresh` run (not resumed) with `train.likelihood_from_data`, the NB decoder's per-gene
+    parameters start at the moments of the training split's QC-pass cells."""
     key = jax.random.wrap_key_data(purpose_key(run.config.seed, "init"))
     params = jax.jit(init_params, static_argnames="cfg")(key, *placeholder_inputs(run.cfg), run.cfg)
-    state = TrainState.create(jax.device_get(params), optimizer)
+    params = jax.device_get(params)
+    if fresh and run.config.train.likelihood_from_data and run.cfg.likelihood == "library_nb":
+        params = likelihood_from_data(params, _training_moments(run.data))
+    state = TrainState.create(params, optimizer)
     return replicate(jax.device_get(state), run.mesh)
+
+
+def _training_moments(data: PerturbData) -> CountMoments:
+    """Count moments of the training split's QC-pass cells (all its cells if none pass)."""
+    train = data.cells("train")
+    passing = train[data.qc[train].max(axis=1) == 0]
+    cells = passing if len(passing) else train
+    return count_moments(data.counts, cells, data.library_size)
 
 
 def _weighted_sums(sums: dict, n_cells: int, loss, aux: dict) -> dict:
@@ -211,7 +226,7 @@ def _train(run: Run, workdir: Path, checkpoints: Checkpoints) -> Progress:
     optimizer = make_optimizer(
         tc.learning_rate, tc.weight_decay, tc.clip_norm, tc.mask_lr_scale, tc.dispersion_lr_scale
     )
-    state = _initial_state(run, optimizer)
+    state = _initial_state(run, optimizer, fresh=checkpoints.latest_step() is None)
     progress = Progress()
     if checkpoints.latest_step() is not None:
         state, progress = checkpoints.restore_latest(state)
