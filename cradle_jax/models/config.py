@@ -9,7 +9,7 @@ family reads the fields it has:
 | compute_dtype (of the networks' matrix products) | ✓ | ✓ | ✓ | ✓ |
 | sum_mode, mask_prior_prob, embedding_prior_scale, embedding_encoder_* | ✓ | ✓ | | |
 | mask_init_logits, gs_temperature | ✓ | ✓ | | ✓ |
-| n_qc, artifact_dispersion (the artifact path) | ✓ | | | |
+| n_qc, artifact_dispersion, artifact_block (the artifact path) | ✓ | | | |
 | mask_beta_a, mask_beta_b | | | | ✓ |
 
 The basal encoder is each family's cell encoder q(z | ·). Unused fields are ignored, so one
@@ -55,12 +55,20 @@ class ModelConfig:
     # damage of artifacts does not widen the dispersion that generated, artifact-free cells use
     # (docs/decisions.md#artifact-dispersion).
     artifact_dispersion: bool = True
+    # CRADLE in sum mode: the artifact enters the decoder as its own input block,
+    # u = [z_b + z_p; a], so perturbations shift the cell state while damage stays off it
+    # (docs/decisions.md#sum-mode).
+    artifact_block: bool = False
     # SVAE+: Beta(a, b) prior on the mask probabilities; b = 5 is the middle of the SAMS-VAE
     # paper's sweep {2, 5, 10} with a = 1.
     mask_beta_a: float = 1.0
     mask_beta_b: float = 5.0
     decoder_n_layers: int = 1  # the trunk has one more (§1.3)
     decoder_n_hidden: int = 400
+    # The gene logits get a linear map of the decoder input beside the MLP's, so latent offsets
+    # that add up (a pair's two singles) move the logits by the sum of their moves
+    # (docs/decisions.md#decoder-linear-skip).
+    decoder_linear_skip: bool = True
     basal_encoder_n_layers: int = 1
     basal_encoder_n_hidden: int = 400
     embedding_encoder_n_layers: int = 4

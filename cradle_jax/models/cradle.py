@@ -35,15 +35,26 @@ GLOBAL_SITES = ("mask", "E", "qc_E")
 
 
 def decoder_width(cfg: ModelConfig) -> int:
-    """L (sum mode) or 3L (concat): [z_b; z_p; a]."""
-    return cfg.n_latent if cfg.sum_mode else 3 * cfg.n_latent
+    """L (sum mode), 2L (sum mode with the artifact block: [z_b + z_p; a]) or 3L (concat)."""
+    if not cfg.sum_mode:
+        return 3 * cfg.n_latent
+    return 2 * cfg.n_latent if cfg.artifact_block else cfg.n_latent
 
 
-def decoder_input(z_b: jax.Array, z_p: jax.Array, artifact: jax.Array, sum_mode: bool) -> jax.Array:
-    """u = z_b + z_p + a (sum mode, width L) or [z_b; z_p; a] (concat mode, width 3L), (P, B, ·)."""
-    if sum_mode:
-        return z_b + z_p + artifact
-    return jnp.concatenate([z_b, z_p, artifact], axis=-1)
+def decoder_input(
+    z_b: jax.Array,
+    z_p: jax.Array,
+    artifact: jax.Array,
+    sum_mode: bool,
+    artifact_block: bool = False,
+) -> jax.Array:
+    """u = z_b + z_p + a (sum mode, width L), [z_b + z_p; a] (sum mode with the artifact block,
+    2L) or [z_b; z_p; a] (concat mode, 3L), each (P, B, ·)."""
+    if not sum_mode:
+        return jnp.concatenate([z_b, z_p, artifact], axis=-1)
+    if artifact_block:
+        return jnp.concatenate([z_b + z_p, artifact], axis=-1)
+    return z_b + z_p + artifact
 
 
 def artifact_offset(qc: jax.Array, A: jax.Array) -> jax.Array:
@@ -132,7 +143,8 @@ def model(batch: dict, stats: dict, weights: SiteWeights, cfg: ModelConfig) -> N
                 "z_basal", dist.Normal(0.0, 1.0).expand((P, B, L)).to_event(1), weights.cell
             )
             z_p = perturbation_offset(batch["D"], M, E)
-            u = decoder_input(z_b, z_p, artifact_offset(batch["qc"], A), cfg.sum_mode)
+            artifact = artifact_offset(batch["qc"], A)
+            u = decoder_input(z_b, z_p, artifact, cfg.sum_mode, cfg.artifact_block)
             weighted_site(
                 "x",
                 p_x_given(u, batch["library_size"], shift).to_event(1),

@@ -167,6 +167,7 @@ class LikelihoodMLP(nn.Module):
     n_hidden: int
     init_scheme: str = "torch"
     compute_dtype: str = "float32"
+    linear_skip: bool = False
 
     def __post_init__(self):
         _check_choice("likelihood", self.likelihood, LIKELIHOODS)
@@ -194,14 +195,17 @@ class LikelihoodMLP(nn.Module):
         if self.likelihood == "poisson":
             rate = jax.nn.softplus(self._head("rate")(h))
             return dist.Poisson(jnp.maximum(rate, RATE_FLOOR))
-        return self._library_nb(h, library, log_theta_shift)
+        skip = self._head("skip")(x) if self.linear_skip else None
+        return self._library_nb(h, library, log_theta_shift, skip)
 
     def _head(self, name: str) -> Linear:
         return Linear(self.n_output, self.init_scheme, self.compute_dtype, name=name)
 
-    def _library_nb(self, h, library, log_theta_shift) -> dist.Distribution:
+    def _library_nb(self, h, library, log_theta_shift, skip) -> dist.Distribution:
         cell_shape = h.shape[:-1]
         logits = self._head("gene_logits")(h)
+        if skip is not None:
+            logits = logits + skip
         log_theta = self.param("log_theta", nn.initializers.zeros, (self.n_output,), jnp.float32)
         if library is None:
             if not self.is_initializing():

@@ -123,6 +123,7 @@ def decoder(cfg: ModelConfig, n_input: int):
             cfg.decoder_n_hidden,
             cfg.init,
             cfg.compute_dtype,
+            cfg.decoder_linear_skip,
         ),
         input_shape=(1, n_input),
     )

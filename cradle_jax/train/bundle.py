@@ -84,7 +84,11 @@ def write_model_meta(
 
 # Model fields added after files were first written, with the value such files were trained
 # with: a model.json or export without them loads as the model it was.
-FIELDS_BEFORE_THEY_EXISTED = {"artifact_dispersion": False}
+FIELDS_BEFORE_THEY_EXISTED = {
+    "artifact_dispersion": False,
+    "artifact_block": False,
+    "decoder_linear_skip": False,
+}
 
 
 def model_config_of(recorded: dict) -> ModelConfig:

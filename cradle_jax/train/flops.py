@@ -17,6 +17,7 @@ Rows per step with P particles, B cells, T perturbations, Q QC columns:
 
 from dataclasses import dataclass
 
+from cradle_jax.models import cradle
 from cradle_jax.models.config import ModelConfig
 
 
@@ -56,7 +57,7 @@ def cradle_step_layers(cfg: ModelConfig, batch_size: int) -> list[Dense]:
         cfg.basal_encoder_n_hidden,
         cfg.decoder_n_hidden,
     )
-    decoder_in = L if cfg.sum_mode else 3 * L
+    decoder_in = cradle.decoder_width(cfg)
     layers = [
         Dense("embedding_encoder/layer_0 mask", 2 * P * T, L, he),
         Dense("embedding_encoder/layer_0 one-hot", 2 * P * T, T, he, data_input=True),
@@ -75,6 +76,8 @@ def cradle_step_layers(cfg: ModelConfig, batch_size: int) -> list[Dense]:
         *_trunk("decoder", P * B, hd, cfg.decoder_n_layers + 1),
         Dense("decoder/gene_logits", P * B, hd, G),
     ]
+    if cfg.decoder_linear_skip:
+        layers.append(Dense("decoder/skip", P * B, decoder_in, G))
     return layers
 
 

@@ -36,6 +36,8 @@ COMMON = {
     "model.mask_init_logits": 3.0,  # ours, not the published 0 (docs/decisions.md#masks-start-on)
     "model.n_particles": 5,
     "model.artifact_dispersion": True,  # ours (docs/decisions.md#artifact-dispersion)
+    "model.artifact_block": False,
+    "model.decoder_linear_skip": True,  # ours (docs/decisions.md#decoder-linear-skip)
     "loss.alpha": "batch",
     "loss.alpha_scope": "cell",  # ours (docs/decisions.md#class-weight-scope)
     "loss.independence": 10.0,  # ours (docs/decisions.md#basal-independence)
@@ -45,6 +47,7 @@ COMMON = {
     "train.weight_decay": 1e-6,
     "train.mask_lr_scale": 10.0,  # ours (docs/decisions.md#mask-learning-rate)
     "train.dispersion_lr_scale": 1.0,
+    "train.likelihood_from_data": True,  # ours (docs/decisions.md#likelihood-from-data)
     "train.clip_norm": 100.0,
     "train.max_epochs": 2000,
     "train.checkpoint_every_steps": 2000,

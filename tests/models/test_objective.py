@@ -132,8 +132,10 @@ def test_decoder_input_composition_both_modes():
             np.testing.assert_allclose(artifact[p, i], expected_a, rtol=1e-5, atol=1e-6)
     concat = decoder_input(z_b, z_p, artifact, sum_mode=False)
     summed = decoder_input(z_b, z_p, artifact, sum_mode=True)
+    blocked = decoder_input(z_b, z_p, artifact, sum_mode=True, artifact_block=True)
     np.testing.assert_allclose(concat, np.concatenate([z_b, z_p, artifact], -1), rtol=1e-6)
     np.testing.assert_allclose(summed, z_b + z_p + artifact, rtol=1e-6)
+    np.testing.assert_allclose(blocked, np.concatenate([z_b + z_p, artifact], -1), rtol=1e-6)
     assert (np.asarray(artifact[:, 0]) == 0).all()  # a pass cell is on the good path
 
 

@@ -14,3 +14,18 @@ def test_a_record_without_artifact_dispersion_builds_the_shared_dispersion_model
     assert "artifact_log_theta" not in param_shapes(old)  # matches the old checkpoints
     new = model_config_of({**recorded, "artifact_dispersion": True})
     assert "artifact_log_theta" in param_shapes(new)
+
+
+def test_a_record_without_the_linear_skip_builds_a_decoder_without_it():
+    recorded = dataclasses.asdict(ModelConfig(n_genes=7, n_perturbations=3, n_latent=4))
+    assert recorded.pop("decoder_linear_skip") is True  # what a current file records
+    recorded.pop("artifact_block")
+    old = model_config_of(recorded)
+    assert (old.decoder_linear_skip, old.artifact_block) == (False, False)
+    assert "skip" not in param_shapes(old)["decoder$params"]  # matches the old checkpoints
+    assert (
+        "skip"
+        in param_shapes(model_config_of({**recorded, "decoder_linear_skip": True}))[
+            "decoder$params"
+        ]
+    )
