@@ -65,8 +65,8 @@ class ModelConfig:
     mask_beta_b: float = 5.0
     decoder_n_layers: int = 1  # the trunk has one more (§1.3)
     decoder_n_hidden: int = 400
-    # The gene logits get a linear map of the decoder input beside the MLP's, so latent offsets
-    # that add up (a pair's two singles) move the logits by the sum of their moves
+    # The decoder's trunk output gets a linear map of its input added, so the gene logits have a
+    # linear path: latent offsets that add up (a pair's two singles) compose
     # (docs/decisions.md#decoder-linear-skip).
     decoder_linear_skip: bool = True
     basal_encoder_n_layers: int = 1

@@ -158,7 +158,9 @@ class LikelihoodMLP(nn.Module):
     `library` (ℓ, anything broadcastable to the input's leading axes) is required by "library_nb"
     only; while the parameters are being initialised (e.g. by `flax_module(..., input_shape=...)`)
     a missing library is replaced by ones, since no parameter depends on it. `compute_dtype` is
-    that of the matrix products (see `Linear`); the heads' arithmetic stays float32.
+    that of the matrix products (see `Linear`); the heads' arithmetic stays float32. With
+    `linear_skip` the trunk's output gets a linear map of the input added (layer `skip`): the heads
+    are linear, so the output has a linear path from the input beside the MLP's.
     """
 
     likelihood: str
@@ -181,6 +183,8 @@ class LikelihoodMLP(nn.Module):
         h = ResidualTrunk(
             self.n_layers, self.n_hidden, self.init_scheme, self.compute_dtype, name="trunk"
         )(x)
+        if self.linear_skip:  # the heads are linear: a linear path from the input to the output
+            h = h + Linear(self.n_hidden, self.init_scheme, self.compute_dtype, name="skip")(x)
         if self.likelihood == "normal":
             loc = self._head("loc")(h)
             log_v = self._head("log_variance")(h)
@@ -195,17 +199,14 @@ class LikelihoodMLP(nn.Module):
         if self.likelihood == "poisson":
             rate = jax.nn.softplus(self._head("rate")(h))
             return dist.Poisson(jnp.maximum(rate, RATE_FLOOR))
-        skip = self._head("skip")(x) if self.linear_skip else None
-        return self._library_nb(h, library, log_theta_shift, skip)
+        return self._library_nb(h, library, log_theta_shift)
 
     def _head(self, name: str) -> Linear:
         return Linear(self.n_output, self.init_scheme, self.compute_dtype, name=name)
 
-    def _library_nb(self, h, library, log_theta_shift, skip) -> dist.Distribution:
+    def _library_nb(self, h, library, log_theta_shift) -> dist.Distribution:
         cell_shape = h.shape[:-1]
         logits = self._head("gene_logits")(h)
-        if skip is not None:
-            logits = logits + skip
         log_theta = self.param("log_theta", nn.initializers.zeros, (self.n_output,), jnp.float32)
         if library is None:
             if not self.is_initializing():

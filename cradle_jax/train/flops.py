@@ -77,7 +77,7 @@ def cradle_step_layers(cfg: ModelConfig, batch_size: int) -> list[Dense]:
         Dense("decoder/gene_logits", P * B, hd, G),
     ]
     if cfg.decoder_linear_skip:
-        layers.append(Dense("decoder/skip", P * B, decoder_in, G))
+        layers.append(Dense("decoder/skip", P * B, decoder_in, hd))
     return layers
 
 

@@ -52,15 +52,15 @@ def bernoulli_logpmf(m, logits):
 def decoder_logpmf(p, u, x, library, likelihood, log_theta_shift=0.0):
     """log p(x | u) per (P, B, G) for the `library_nb` or `poisson` head; `log_theta_shift`
     (broadcastable to (B, G)) is added to each cell's log dispersion; a decoder with a `skip`
-    layer adds its linear map of u to the gene logits."""
+    layer adds its linear map of u to the trunk's output."""
     h = trunk(p["trunk"], u)
+    if "skip" in p:
+        h = h + linear(p["skip"], u)
     if likelihood == "poisson":
         rate = np.maximum(np.logaddexp(0.0, linear(p["rate"], h)), 1e-6)
         return x * np.log(rate) - rate - gammaln(x + 1)
     assert likelihood == "library_nb"
     logits = linear(p["gene_logits"], h)
-    if "skip" in p:
-        logits = logits + linear(p["skip"], u)
     rho = np.exp(logits - logsumexp(logits, axis=-1, keepdims=True))
     mu = library[None, :, None] * rho
     theta = np.exp(p["log_theta"] + log_theta_shift)
