@@ -78,7 +78,9 @@ def timed(fn) -> float:
     return time.perf_counter() - start
 
 
-def model_config(name: str, particles: int, compute_dtype: str) -> ModelConfig:
+def model_config(
+    name: str, particles: int, compute_dtype: str, linear_skip: bool = True
+) -> ModelConfig:
     c = CONFIGS[name]
     return ModelConfig(
         n_genes=c["G"],
@@ -89,6 +91,7 @@ def model_config(name: str, particles: int, compute_dtype: str) -> ModelConfig:
         decoder_n_hidden=c["decoder"],
         embedding_encoder_n_hidden=c["embedding"],
         compute_dtype=compute_dtype,
+        decoder_linear_skip=linear_skip,
     )
 
 
@@ -99,12 +102,15 @@ def main() -> None:
     parser.add_argument("--particles", type=int, default=5)
     parser.add_argument("--compute_dtype", choices=COMPUTE_DTYPES, default="float32")
     parser.add_argument(
+        "--no_linear_skip", action="store_true", help="the decoder without its linear skip"
+    )
+    parser.add_argument(
         "--no_xla_flags", action="store_true", help="without cradle_jax.xla_flags (as before)"
     )
     args = parser.parse_args()
     added = () if args.no_xla_flags else tune_cpu_backend()
     c = CONFIGS[args.config]
-    cfg = model_config(args.config, args.particles, args.compute_dtype)
+    cfg = model_config(args.config, args.particles, args.compute_dtype, not args.no_linear_skip)
     batch, stats = synthetic_batch(c["G"], c["T"], c["batch"])
     batch, stats = jax.device_put(batch), jax.device_put(stats)
     defaults = train_config()  # the default optimiser and loss of a training run
@@ -148,7 +154,8 @@ def main() -> None:
     device = f"{jax.devices()[0].device_kind} ({jax.default_backend()})"
     print(f"device: {device}, jax {jax.__version__}; XLA flags added: {' '.join(added) or 'none'}")
     sizes = f"G={c['G']} T={c['T']} L={c['L']} batch={c['batch']} P={cfg.n_particles}"
-    print(f"config {args.config}: {sizes}, compute_dtype {cfg.compute_dtype}")
+    skip = "with" if cfg.decoder_linear_skip else "without"
+    print(f"config {args.config}: {sizes}, compute_dtype {cfg.compute_dtype}, {skip} linear skip")
     print(f"compile {compile_s:.1f} s; step median {step_s * 1e3:.1f} ms over {args.steps} steps")
     print(f"train step: {c['batch'] / step_s:,.0f} cells/s; loss {float(loss):.2f}")
     print(f"reference in this run: fp32 matmul {MATMUL_SIZE}³ {roofline:.1f} GFLOP/s (median)")
