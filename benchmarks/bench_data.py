@@ -8,8 +8,8 @@ plain anndata backed reads of contiguous 512-row slices densified, the I/O floor
 
 The file is written by a separate process, so the peak RSS is that of loading and the epoch.
 Several sizes (`--n_cells 100000,1000000`) run one process each and end with the ratio of the
-largest file's peak RSS to the smallest's: memory is flat when it stays near 1 (issue 9 asks
-for at most 1.5 from 100k to 1M cells).
+largest file's peak RSS to the smallest's: memory is flat when it stays near 1 (the target is at
+most 1.5 from 100k to 1M cells).
 
     python benchmarks/bench_data.py --n_cells 100000,1000000 --n_genes 2000
 """

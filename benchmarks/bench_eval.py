@@ -1,7 +1,8 @@
 """Evaluation benchmark: model ATE, QC pass rate of generated cells and predictive IWELBO speed.
 
-`cradle-jax evaluate` spends its time in three places (SPEC §5.2, §5.5, §5.6), each measured here
-with the code the evaluation runs and its default settings (`cradle_jax.evaluate.config`):
+`cradle-jax evaluate` spends its time in three places (docs/metrics.md#model-ate,
+docs/metrics.md#qc-pass-rate, docs/metrics.md#iwelbo), each measured here with the code the
+evaluation runs and its default settings (`cradle_jax.evaluate.config`):
 
 1. model ATE (`cradle_jax.evaluate.ate.model_ate`): 2,500 particles (rounded up to whole chunks
    of 128) for control and each of T = 100 single perturbations; generated cells/s

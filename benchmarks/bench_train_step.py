@@ -28,7 +28,8 @@ from cradle_jax.train.step import make_optimizer, make_train_step
 from cradle_jax.xla_flags import tune_cpu_backend
 
 CONFIGS = {
-    # SPEC §6 / issue 9: G simulated genes, T perturbations, L latent, widths, batch, particles.
+    # Sizes modelled on the Adamson and Norman configs (docs/method.md#published-hyperparameters):
+    # G simulated genes, T perturbations, L latent, widths, batch, particles.
     "adamson": dict(G=2000, T=80, L=100, basal=200, decoder=400, embedding=400, batch=512),
     "norman": dict(G=5000, T=105, L=200, basal=400, decoder=400, embedding=400, batch=512),
 }

@@ -1,4 +1,4 @@
-"""XLA flags measured to speed up training on CPUs, set before JAX starts its backend (issue 9).
+"""XLA flags measured to speed up training on CPUs, set before JAX starts its backend.
 
 XLA:CPU hands reductions to YNNPACK, whose reductions over a leading axis (a particle or cell
 axis, as in the gradients of per-gene and per-cell parameters) ran 20× slower than XLA's own

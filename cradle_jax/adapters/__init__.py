@@ -1,6 +1,6 @@
-"""Dataset adapters: the four papers' files mapped onto our data contract (SPEC A6).
+"""Dataset adapters: the four papers' files mapped onto our data contract (docs/data.md#adapters).
 
-SPEC A6 places the adapters "in experiments/"; they live in the package instead, so that
+The adapters live in the package rather than in experiments/, so that
 `cradle-jax prepare --adapter NAME` works from a pip install without the repository, and
 experiments/README.md points here. Each adapter is a function `prepare(adata) -> AnnData` that
 returns a new AnnData with raw integer counts in X, gene symbols as var_names, an obs column

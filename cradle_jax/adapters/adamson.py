@@ -3,7 +3,7 @@
 Input: scPerturb's `AdamsonWeissman2016_GSM2406681_10X010.h5ad` or the authors'
 `adamson_qc.h5ad`. Raw counts come from `layers['counts']` when present, else from X.
 
-The steps are the original's, in its order (SPEC §4.3):
+The steps are the original's, in its order (docs/data.md#adapters):
 1. QC metrics and Scrublet on all genes and all cells. The original computes them before any
    filtering, so a real cell's metrics include the genes dropped in step 2 (generated cells,
    scored later, only have the kept genes). We keep that order: metrics already in obs (all

@@ -2,8 +2,8 @@
 
 Every adapter reads its paper's columns its own way but hands the same pieces to `assemble`, so
 all four check counts the same way, carry the same QC columns, write the same output layout
-(SPEC A6 with the defaults: obs `perturbation`, control `non-targeting`, pairs joined by `+`) and
-record what they dropped in `uns["cradle_jax_prepare"]`.
+(docs/data.md#input-contract with the defaults: obs `perturbation`, control `non-targeting`,
+pairs joined by `+`) and record what they dropped in `uns["cradle_jax_prepare"]`.
 """
 
 import logging

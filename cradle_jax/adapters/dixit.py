@@ -1,4 +1,5 @@
-"""Dixit et al. 2016 (CRISPR-KO Perturb-seq, multiplexed guides) onto the data contract (§4.3).
+"""Dixit et al. 2016 (CRISPR-KO Perturb-seq, multiplexed guides) onto the data contract
+(docs/data.md#adapters).
 
 Input: the authors' `dixit_qc.h5ad` (figshare 34011689 plus their QC columns). Raw counts come
 from `layers['counts']` when present, else from X.

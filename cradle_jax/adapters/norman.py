@@ -1,4 +1,5 @@
-"""Norman et al. 2019 (CRISPRa, K562, singles and pairs) onto the data contract (SPEC §4.3).
+"""Norman et al. 2019 (CRISPRa, K562, singles and pairs) onto the data contract
+(docs/data.md#adapters).
 
 Input: the sc-pert "Norman processed" file, SAMS-VAE's `norman.h5ad` or the authors'
 `norman_qc.h5ad`. Raw counts come from `layers['counts']` when present (the original sets

@@ -1,4 +1,5 @@
-"""Replogle et al. 2022 (CRISPRi, K562 genome-wide, filtered) onto the data contract (§4.3).
+"""Replogle et al. 2022 (CRISPRi, K562 genome-wide, filtered) onto the data contract
+(docs/data.md#adapters).
 
 Input: SAMS-VAE's `replogle.h5ad` (681 strong perturbations, 2 000 control cells, 1 187 genes)
 or the authors' `replogle_qc.h5ad`. Raw counts come from `layers['counts']` when present, else

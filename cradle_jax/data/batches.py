@@ -1,9 +1,10 @@
 """Mini-batches for training and evaluation: shuffled per epoch, densified one batch at a time.
 
-The order of epoch e is a function of (seed, e) alone (SPEC A4), and iteration can start at any
-batch of an epoch, so a resumed run sees exactly the batches an uninterrupted one would. The last
-batch is padded with weight-0 cells to a multiple of `pad_multiple` (the device count, or the
-batch size for one static shape), so every cell counts exactly once (A3).
+The order of epoch e is a function of (seed, e) alone (docs/method.md#randomness), and iteration
+can start at any batch of an epoch, so a resumed run sees exactly the batches an uninterrupted
+one would. The last batch is padded with weight-0 cells to a multiple of `pad_multiple` (the
+device count, or the batch size for one static shape), so every cell counts exactly once
+(docs/data.md#batches).
 """
 
 from collections.abc import Iterator

@@ -1,4 +1,4 @@
-"""Defaults of the `data` section of an experiment config (SPEC A1, A6)."""
+"""Defaults of the `data` section of an experiment config (docs/data.md)."""
 
 import ml_collections
 
@@ -12,7 +12,7 @@ def data_config() -> ml_collections.ConfigDict:
     c.perturbation_key = "perturbation"
     c.separator = "+"
     c.control_label = "non-targeting"
-    c.qc_threshold = 3  # MAD multiplier t of §4.2; thresholds for 3, 4, 5 are always kept
+    c.qc_threshold = 3  # MAD multiplier t (docs/data.md#qc-rules); thresholds for 3, 4, 5 kept
     c.qc_mode = "total"  # total: Q = 1 (fail any); each: one column per criterion
     c.qc_doublets = True  # run Scrublet when predicted_doublet is not in obs
     c.split = "random"  # random (64/16/20) | combinations (unseen pairs in test) | column

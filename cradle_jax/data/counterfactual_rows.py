@@ -1,4 +1,4 @@
-"""Where a batch's counterfactual rows x^cf come from (SPEC §4.5, A7).
+"""Where a batch's counterfactual rows x^cf come from (docs/data.md#counterfactual-references).
 
 Each cell's reference draws are fixed for the run, so is its x^cf, the lower median of those
 draws. Training therefore computes every cell's x^cf once, one reference pool at a time (memory

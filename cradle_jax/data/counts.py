@@ -1,7 +1,7 @@
 """Where the raw count matrix lives: an in-memory CSR, or a backed .h5ad read by row blocks.
 
 Both answer the same two questions (rows by index, rows block by block) so that nothing
-downstream holds a dense (N, G) matrix (SPEC A7).
+downstream holds a dense (N, G) matrix (docs/data.md#memory).
 """
 
 from collections.abc import Iterator

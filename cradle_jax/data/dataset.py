@@ -1,6 +1,6 @@
 """Turn one AnnData (.h5ad or in memory) into `PerturbData`, the immutable input of training.
 
-The steps follow SPEC A6 and §4: validate counts and names, read perturbation labels, QC metrics
+The steps follow docs/data.md: validate counts and names, read perturbation labels, QC metrics
 and MAD flags, splits, counterfactual references, training-split normalisation statistics and
 per-split obs-count vectors.
 """

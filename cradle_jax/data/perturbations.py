@@ -3,7 +3,7 @@
 A label is the control label, one perturbation, or a combination of singles joined by a separator
 (``A+B``). Labels are canonicalised (singles sorted, control members dropped) so ``B+A`` and
 ``A+B`` are one treatment. D has one column per single: multi-hot for combinations, a zero row
-for control (SPEC §1.2, §4.3).
+for control (docs/data.md#perturbation-labels).
 """
 
 import logging

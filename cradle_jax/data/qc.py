@@ -1,4 +1,4 @@
-"""QC metrics and MAD-rule flags (SPEC §4.1, §4.2, §5.5; Part A5, A6).
+"""QC metrics and MAD-rule flags (docs/data.md#qc-metrics, docs/data.md#qc-rules).
 
 Metrics come from obs when a file ships all six, otherwise from scanpy's `calculate_qc_metrics`
 and Scrublet. Thresholds are fitted once on all real cells and reused unchanged to score generated
@@ -32,7 +32,8 @@ QC_METRICS: tuple[str, ...] = (
 )
 QC_MULTIPLIERS: tuple[int, ...] = (3, 4, 5)
 
-# §4.1, case-sensitive. "^HB[^(P)]" is a character class: HBEGF matches, HBP1 does not.
+# The original's patterns, case-sensitive. "^HB[^(P)]" is a character class: HBEGF matches,
+# HBP1 does not.
 GENE_PATTERNS: dict[str, str] = {"mt": r"^MT-", "ribo": r"^RP[SL]", "hb": r"^HB[^(P)]"}
 _CONTINUOUS = QC_METRICS[:-1]
 _FAIL_BELOW = frozenset({"UMI_count", "ngenes"})  # the others fail above their threshold
@@ -119,7 +120,8 @@ def compute_qc_metrics(
     warn: bool = True,
     doublet_threshold: float | None = None,
 ) -> QCMetrics:
-    """QC metrics of a row block of raw counts with scanpy (§4.1 recipe), deterministic in seed.
+    """QC metrics of a row block of raw counts with scanpy (docs/data.md#qc-metrics),
+    deterministic in seed.
 
     Scrublet calls a doublet above `doublet_threshold` when one is given (a threshold fitted on
     other cells: docs/decisions.md#doublet-threshold-of-real-cells), else above the threshold it
@@ -200,7 +202,8 @@ def _run_scrublet(adata: "ad.AnnData", seed: int, threshold: float | None) -> st
 
 @dataclass(frozen=True)
 class QCThresholds:
-    """Median and raw MAD (no 1.4826 factor, SPEC E2) of each continuous metric over all cells.
+    """Median and raw MAD (no 1.4826 factor, as the original; docs/data.md#qc-rules) of each
+    continuous metric over all cells.
 
     `doublets` says whether the doublet call could be fitted on the real data (Scrublet ran,
     found a threshold and called at least one cell): generated cells scored against these
@@ -279,13 +282,14 @@ def fit_thresholds(metrics: QCMetrics) -> QCThresholds:
 def qc_flags(
     metrics: pd.DataFrame, thresholds: QCThresholds, t: float, doublets: bool | None = None
 ) -> pd.DataFrame:
-    """Bool (N, ≤6) "qc_<metric>" columns in QC_METRICS order, True = failed (§4.2).
+    """Bool (N, ≤6) "qc_<metric>" columns in QC_METRICS order, True = failed
+    (docs/data.md#qc-rules).
 
     A criterion needs its metric in `metrics` and, unless it is the doublet call, a fitted
     threshold; the thresholds may come from other cells (real data scoring generated cells,
-    §5.5). The doublet call counts when the thresholds' data had one (`QCThresholds.doublets`),
-    or as `doublets` says: True for real cells of another file, which bring their own call.
-    Inequalities are strict, so a value equal to its threshold passes.
+    docs/metrics.md#qc-pass-rate). The doublet call counts when the thresholds' data had one
+    (`QCThresholds.doublets`), or as `doublets` says: True for real cells of another file, which
+    bring their own call. Inequalities are strict, so a value equal to its threshold passes.
     """
     if not t >= 0:
         raise DataError(f"the QC threshold multiplier t (data.qc_threshold) must be >= 0, got {t}")
@@ -305,12 +309,13 @@ def qc_flags(
 
 
 def total_qc(flags: pd.DataFrame) -> np.ndarray:
-    """uint8 (N,): 1 where the cell failed any criterion (SPEC sign convention: 1 = FAIL)."""
+    """uint8 (N,): 1 where the cell failed any criterion (sign convention: 1 = FAIL)."""
     return flags.to_numpy(dtype=bool).any(axis=1).astype(np.uint8)
 
 
 def pass_rate(flags: pd.DataFrame) -> float:
-    """Fraction of cells passing every criterion, counting passing cells explicitly (fix E1)."""
+    """Fraction of cells passing every criterion, counting passing cells explicitly
+    (docs/decisions.md#qc-pass-rate-counted)."""
     if len(flags) == 0:
         raise DataError("no cells to compute a QC pass rate on")
     return float(np.count_nonzero(total_qc(flags) == 0) / len(flags))

@@ -1,8 +1,9 @@
-"""Counterfactual reference cells (SPEC §4.5, A1, A7).
+"""Counterfactual reference cells (docs/data.md#counterfactual-references).
 
 Each cell draws up to `n_samples` row indices, with replacement, from a pool of cells in the
 *same split* and the *same group* (treatment label by default), with global row indices (the
-original code's bug D1 is not repeated). The reference row x^cf is the element-wise *lower*
+original indexed the whole matrix with positions inside a filtered table:
+docs/decisions.md#references-within-split). The reference row x^cf is the element-wise *lower*
 median of those rows. A cell with an empty pool gets no indices (all -1) and an all-zero x^cf:
 the "no reference" sentinel that the counterfactual KL skips.
 
@@ -108,7 +109,7 @@ def reference_pools(
 ) -> ReferencePools:
     """The reference pools of every cell under `mode`.
 
-    `same_treatment_fail`: every cell draws from the QC-fail cells of its group and split (§4.5).
+    `same_treatment_fail`: every cell draws from the QC-fail cells of its group and split.
     `opposite_label`: pass cells draw from fail cells and fail cells from pass cells.
     `none`: no pools. Cells of no split (UNUSED) draw nothing.
     """

@@ -1,4 +1,4 @@
-"""Host-side random generators derived from the one run seed (SPEC A4).
+"""Host-side random generators derived from the one run seed (docs/method.md#randomness).
 
 Every consumer names its purpose, so adding a new consumer never shifts the numbers another one
 draws, and the shuffle of epoch e depends on (seed, e) alone.

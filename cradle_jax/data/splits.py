@@ -1,4 +1,4 @@
-"""Train/validation/test splits of cells (SPEC §4.3), as one int8 code per cell.
+"""Train/validation/test splits of cells (docs/data.md#splits), as one int8 code per cell.
 
 `combinations` holds out whole combinations (unseen pairs in test); `random` is a seeded
 64/16/20 cell split; `column` takes the split from an obs column.
@@ -37,7 +37,7 @@ def combinations_split(
 ) -> np.ndarray:
     """Hold out a seeded share of combinations: none of their cells is in train or val.
 
-    Follows §4.3: combinations are shuffled, the first floor(frac_train·n) are training
+    Follows the original: combinations are shuffled, the first floor(frac_train·n) are training
     combinations; combination cells are split 80/20 (train+val)/test and 80/20 train/val *before*
     filtering by combination, so cell sets are nested across `frac_train`; a cell whose partition
     disagrees with its combination's role is UNUSED. Singles and controls split 80/20 train/val.

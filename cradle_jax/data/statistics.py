@@ -1,4 +1,5 @@
-"""Training-split normalisation statistics (SPEC §2.3) and per-split obs-count vectors (§4.6)."""
+"""Training-split normalisation statistics and per-split obs-count vectors
+(docs/data.md#split-statistics)."""
 
 from dataclasses import dataclass
 
@@ -48,7 +49,7 @@ class ObsCounts:
 
 
 def obs_counts(dosage: sp.csr_matrix, qc: np.ndarray, cells: np.ndarray) -> ObsCounts:
-    """The obs-count vectors of the split made of `cells` (the plate reweighting of §3.3)."""
+    """The obs-count vectors of the split made of `cells` (docs/method.md#plate-reweighting)."""
     n_d = np.asarray((dosage[cells] != 0).sum(axis=0)).ravel().astype(np.float32)
     n_qc = (qc[cells] != 0).sum(axis=0).astype(np.float32)
     return ObsCounts(n_d, n_qc)

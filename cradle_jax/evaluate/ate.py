@@ -1,4 +1,5 @@
-"""Average treatment effects on the evaluation scale x̃ = log2(1 + 10⁴·x / Σx) (SPEC §5.2, §5.3).
+"""Average treatment effects on the evaluation scale x̃ = log2(1 + 10⁴·x / Σx)
+(docs/metrics.md#evaluation-scale).
 
 Model ATE: means over generated artifact-free cells (sampled counts by default, decoder means
 with `from_means`) of each label minus control's. Data ATE: means over the dataset's cells of
@@ -56,7 +57,7 @@ def model_ate(
     from_means: bool = False,
     mesh: Mesh | None = None,
 ) -> np.ndarray:
-    """(len(labels), G) model ATE of each label against control (§5.2).
+    """(len(labels), G) model ATE of each label against control (docs/metrics.md#model-ate).
 
     Control and every label are generated together in each chunk, sharing its global samples;
     chunk c draws from fold_in(key, c), one chunk per device of the mesh (default: every device)
@@ -107,7 +108,8 @@ def label_means(
 
 
 def data_ate(data: PerturbData, labels: list[str], qc_pass: bool = True) -> np.ndarray:
-    """(len(labels), G) data ATE of each label against control over all splits (§5.3).
+    """(len(labels), G) data ATE of each label against control over all splits
+    (docs/metrics.md#data-ate).
 
     With `qc_pass`, only cells passing QC at the run's threshold count. A label (or control)
     without such cells is a DataError naming it.

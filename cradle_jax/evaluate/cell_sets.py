@@ -2,10 +2,10 @@
 
 Two questions, on the evaluation scale x̃ = log2(1 + 10⁴·x/Σx): is the effect right (the mean of
 the predicted cells minus the mean of the predicted controls, against the same difference of the
-real cells: the §5.4 ATE metrics on a one-row table), and is the expression itself right (the
-root mean square error between the predicted and the real mean profile, which also sees a shift
-that the predicted controls share)? Counterfactuals of real cells and prior samples are scored
-the same way, so the two sources can be compared.
+real cells: the ATE metrics of docs/metrics.md#ate-metrics on a one-row table), and is the
+expression itself right (the root mean square error between the predicted and the real mean
+profile, which also sees a shift that the predicted controls share)? Counterfactuals of real
+cells and prior samples are scored the same way, so the two sources can be compared.
 """
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""Defaults of the `eval` section of an experiment config (SPEC §5, §6, A5)."""
+"""Defaults of the `eval` section of an experiment config (docs/metrics.md)."""
 
 import ml_collections
 
@@ -6,12 +6,12 @@ import ml_collections
 def eval_config() -> ml_collections.ConfigDict:
     """Particles and cell counts of the evaluation; the published values are the defaults."""
     c = ml_collections.ConfigDict()
-    c.ate_particles = 2500  # generated cells per label for the model ATE (§5.2)
+    c.ate_particles = 2500  # generated cells per label, model ATE (docs/metrics.md#model-ate)
     c.ate_chunk = 128  # particles per compiled chunk
-    c.ate_from_means = False  # decoder means instead of sampled counts (lower variance, A5)
-    c.qc_cells = 100  # generated cells per label for the QC pass rate (§5.5)
+    c.ate_from_means = False  # decoder means, not sampled counts: lower variance, faster
+    c.qc_cells = 100  # generated cells per label, QC pass rate (docs/metrics.md#qc-pass-rate)
     c.qc_doublets = True  # Scrublet on generated cells
-    c.iwelbo_particles = 100  # test IWELBO (§5.6)
+    c.iwelbo_particles = 100  # test IWELBO (docs/metrics.md#iwelbo)
     c.iwelbo_batch_size = 128
     return c
 

@@ -1,4 +1,5 @@
-"""Artifact-free cells from a trained model (SPEC §5.1): the good decoder path, z_b from the prior.
+"""Artifact-free cells from a trained model: the good decoder path, z_b from the prior
+(docs/method.md#generation).
 
 The model program itself generates: it is run with the global variables (M, E, A) substituted
 by samples from the guide and no observed counts, with every cell on the good path (c = 0, so
@@ -24,7 +25,7 @@ from cradle_jax.models.sites import SiteWeights
 from cradle_jax.train.mesh import data_mesh, replicate, row_sharded
 from cradle_jax.train.objective import sample_global_posterior
 
-EVAL_LIBRARY = 1e4  # ℓ of generated cells (§5.1, E3)
+EVAL_LIBRARY = 1e4  # ℓ of generated cells (docs/metrics.md#library-size-caveat)
 _LIBRARY_STREAM = 7  # fold_in index of the key that draws per-cell library sizes
 
 

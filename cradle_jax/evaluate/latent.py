@@ -1,4 +1,5 @@
-"""Basal latent states of real cells: the mean of q(z_b | x, d, c) from the guide (SPEC §2.1).
+"""Basal latent states of real cells: the mean of q(z_b | x, d, c) from the guide
+(docs/method.md#cradle-guide).
 
 For the baselines it is their per-cell latent: SAMS-VAE's basal state, the cVAE's and SVAE+'s z.
 """

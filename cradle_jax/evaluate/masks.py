@@ -1,4 +1,5 @@
-"""How well learned perturbation masks recover planted ones (simulated data, SPEC A8).
+"""How well learned perturbation masks recover planted ones (simulated data,
+docs/metrics.md#mask-recovery).
 
 Latent dimensions are identified at best up to permutation, so every score first matches the
 learned columns to the planted ones (Hungarian assignment) and then compares entry by entry:

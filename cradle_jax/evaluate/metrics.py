@@ -1,6 +1,7 @@
 """Agreement between a model's average treatment effects and the data's or the planted truth.
 
-The metrics of SPEC §5.4, with Y = reference ATE (n_pert, G) and Ŷ = model ATE (n_pert, G):
+The metrics of docs/metrics.md#ate-metrics, with Y = reference ATE (n_pert, G) and Ŷ = model ATE
+(n_pert, G):
 
 * `ATE_pearsonr`, `ATE_r2`: Pearson correlation and R² = 1 − Σ(Y−Ŷ)²/Σ(Y−Ȳ)² (sklearn's
   `r2_score`) over the flattened tables (all perturbations × all genes);
@@ -108,7 +109,7 @@ def ate_metrics(
     top_k: int = 20,
     jaccard_ks: tuple[int, ...] = (20, 50),
 ) -> dict[str, float]:
-    """The §5.4 metrics of a model ATE table against a data ATE table, both (n_pert, G).
+    """The ATE metrics of a model ATE table against a data ATE table, both (n_pert, G).
 
     Rows are perturbations in the same order (see `align`). Keys: `ATE_pearsonr`, `ATE_r2`,
     `ATE_pearsonr_top{top_k}`, `ATE_r2_top{top_k}` and `jaccard_sim_top{k}` for k in
@@ -200,7 +201,8 @@ def align(
 
     Returns (labels (n,), rows of table_a (n, ...), rows of table_b (n, ...)) for the labels
     present in both, in the order of `labels_a`, so that model, data and truth tables line up
-    row by row (§5.3). Duplicate labels on either side are a ValueError: the join is ambiguous.
+    row by row (docs/metrics.md#data-ate). Duplicate labels on either side are a ValueError: the
+    join is ambiguous.
     """
     labels_a, labels_b = np.asarray(labels_a), np.asarray(labels_b)
     table_a, table_b = np.asarray(table_a), np.asarray(table_b)

@@ -1,4 +1,5 @@
-"""Diagnostic plots of an evaluation: QC violins, latent embedding, model-vs-data ATE (SPEC §5).
+"""Diagnostic plots of an evaluation: QC violins, latent embedding, model-vs-data ATE
+(docs/metrics.md).
 
 Each function draws one figure and writes it as a PNG atomically (a temporary file beside the
 target, then `os.replace`), so a report never links to a half-written image, and returns the
@@ -319,8 +320,8 @@ def ate_scatter(
 ) -> Path:
     """Model vs data average treatment effect, one point per (perturbation, gene).
 
-    The picture behind the headline ATE-ρ (SPEC §5.4): points on the y = x line are effects the
-    model reproduces; the title carries Pearson r over all points.
+    The picture behind the headline ATE-ρ (docs/metrics.md#ate-metrics): points on the y = x line
+    are effects the model reproduces; the title carries Pearson r over all points.
 
     Args:
       data_ate: (P, G) data ATE on the evaluation scale, rows aligned with `labels`.

@@ -1,12 +1,13 @@
-"""QC pass rate of generated, artifact-free cells under the REAL data's thresholds (SPEC §5.5, A5).
+"""QC pass rate of generated, artifact-free cells under the REAL data's thresholds
+(docs/metrics.md#qc-pass-rate).
 
 A model that separates artifacts from biology should generate cells that pass the QC rules of
 the data it was trained on. The metrics of generated cells come from the same recipe as real
 cells (`cradle_jax.data.qc.compute_qc_metrics`: scanpy + Scrublet on CPU); the flags use the
 thresholds fitted on all real cells, never thresholds refitted on the generated cells, which
 would pass a fixed fraction of any cell set by construction. Pass rates count passing cells
-explicitly (fix E1): all-pass gives 1.0, and a majority of fails is never reported as the pass
-rate.
+explicitly (docs/decisions.md#qc-pass-rate-counted): all-pass gives 1.0, and a majority of fails
+is never reported as the pass rate.
 """
 
 import logging
@@ -30,16 +31,16 @@ from cradle_jax.data.qc import (
 
 log = logging.getLogger(__name__)
 
-N_CHUNKS = 10  # §5.5 step 2: Scrublet runs on tenths of the generated set
+N_CHUNKS = 10  # Scrublet runs on tenths of the generated set (docs/metrics.md#qc-pass-rate)
 
 
 def chunk_assignment(labels: np.ndarray, n_chunks: int = N_CHUNKS) -> np.ndarray:
-    """Chunk index (N,) int64 of each generated cell, as §5.5 step 2 splits them.
+    """Chunk index (N,) int64 of each generated cell, as the original's protocol splits them.
 
     A perturbation's cells, taken in their order in `labels`, are cut into `n_chunks`
     consecutive runs: the cell at within-perturbation position p of n gets chunk
     floor(p·n_chunks / n). With 100 cells per perturbation and 10 chunks, chunk k holds
-    positions 10k…10k+9 of every perturbation (the reference split); with fewer cells than
+    positions 10k…10k+9 of every perturbation (the original's split); with fewer cells than
     chunks some chunks get none of that perturbation's cells.
     """
     if n_chunks < 1:
@@ -111,14 +112,13 @@ def generated_qc(
 ) -> QCMetrics:
     """QC metrics of generated cells (N, G), computed chunk by chunk, in the input cell order.
 
-    Chunks follow `chunk_assignment` (§5.5 step 2) so that Scrublet sees a mixture of every
-    perturbation, as in the reference; chunk k's Scrublet is seeded from (seed, k). Counts stay
-    sparse. Scrublet calls a doublet above `doublet_threshold`, the real data's
-    (`QCThresholds.doublet_score`), when given. Returns a QCMetrics whose table (N, ≤6) is
-    indexed by `cell_names` (default
-    `generated_cell_names(labels)`). A metric unavailable in any chunk (no matching genes, or a
-    chunk too small for Scrublet) is dropped for every cell and listed in `unavailable`, so all
-    cells are judged by the same criteria.
+    Chunks follow `chunk_assignment` (docs/metrics.md#qc-pass-rate) so that Scrublet sees a
+    mixture of every perturbation, as in the original; chunk k's Scrublet is seeded from
+    (seed, k). Counts stay sparse. Scrublet calls a doublet above `doublet_threshold`, the real
+    data's (`QCThresholds.doublet_score`), when given. Returns a QCMetrics whose table (N, ≤6) is
+    indexed by `cell_names` (default `generated_cell_names(labels)`). A metric unavailable in
+    any chunk (no matching genes, or a chunk too small for Scrublet) is dropped for every cell
+    and listed in `unavailable`, so all cells are judged by the same criteria.
     """
     matrix, labels = _validated(counts, labels, gene_names)
     names = generated_cell_names(labels) if cell_names is None else [str(n) for n in cell_names]
@@ -170,7 +170,7 @@ def qc_pass_rates(
 ) -> dict:
     """Overall and per-perturbation QC pass rates of generated cells at each multiplier t.
 
-    `thresholds` must be those fitted on the real data (§5.5 step 3). Returns
+    `thresholds` must be those fitted on the real data (docs/metrics.md#qc-pass-rate). Returns
     {"qc_pass_rate_t3": float, …, "per_perturbation": {"t3": {label: float, …}, …},
     "fail_share": {"t3": {criterion: float, …}, …}, "criteria": [flag columns used]},
     perturbations in order of first appearance; a criterion is used when the generated table

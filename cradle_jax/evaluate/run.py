@@ -1,4 +1,4 @@
-"""`cradle-jax evaluate`: every metric of SPEC §5.4 and A5 for a trained model, to metrics.json.
+"""`cradle-jax evaluate`: every metric of docs/metrics.md for a trained model, to metrics.json.
 
 Model ATE from generated artifact-free cells, data ATE from the QC-pass cells of every split,
 their agreement per split (all/train/val/test; full and top-20 Pearson and R², Jaccard@20/50),
@@ -260,7 +260,7 @@ def _number(value) -> str:
 
 
 def report(metrics: dict) -> str:
-    """The headline row (A5) and every ATE metric per split, as a text table."""
+    """The headline row (docs/metrics.md#headline) and every ATE metric per split, as text."""
     head = metrics["headline"]
     lines = [
         f"headline ({head['split']} split): "

@@ -1,7 +1,7 @@
 """The architecture of a model (`ModelConfig`) and the `model` section of an experiment config.
 
-One dataclass serves the four model families (SPEC Part B): `name` picks the family, and each
-family reads the fields it has:
+One dataclass serves the four model families (docs/method.md#families): `name` picks the family,
+and each family reads the fields it has:
 
 | field | cradle | sams_vae | cvae | svae_plus |
 |---|---|---|---|---|
@@ -31,7 +31,9 @@ DATA_SIZED_FIELDS = ("n_genes", "n_perturbations", "n_qc")  # read off the datas
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Architecture and priors (SPEC §6 defaults for the shipped configs, Part B baselines)."""
+    """Architecture and priors: the defaults are the published values
+    (docs/method.md#published-hyperparameters) except where docs/decisions.md says otherwise;
+    the baselines' fields are in docs/method.md#baselines."""
 
     n_genes: int
     n_perturbations: int
@@ -63,7 +65,7 @@ class ModelConfig:
     # paper's sweep {2, 5, 10} with a = 1.
     mask_beta_a: float = 1.0
     mask_beta_b: float = 5.0
-    decoder_n_layers: int = 1  # the trunk has one more (§1.3)
+    decoder_n_layers: int = 1  # the trunk has one more (docs/method.md#networks)
     decoder_n_hidden: int = 400
     # The decoder's trunk output gets a linear map of its input added, so the gene logits have a
     # linear path: latent offsets that add up (a pair's two singles) compose
@@ -112,7 +114,7 @@ POSITIVE = ("embedding_prior_scale", "gs_temperature", "mask_beta_a", "mask_beta
 
 
 def model_config() -> ml_collections.ConfigDict:
-    """`name` plus every architecture and prior field of ModelConfig with its default (§6)."""
+    """`name` plus every architecture and prior field of ModelConfig with its default."""
     c = ml_collections.ConfigDict()
     for field in fields(ModelConfig):
         if field.name not in DATA_SIZED_FIELDS:

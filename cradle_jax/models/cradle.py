@@ -1,15 +1,18 @@
-"""CRADLE-VAE as NumPyro programs: the generative `model` and the correlated `guide` (SPEC §1–§2).
+"""CRADLE-VAE as NumPyro programs: the generative `model` and the correlated `guide`.
 
-Plate reweighting (§3.3) and per-cell weights enter through `handlers.scale`/`handlers.mask`
-inside the plates, identically in model and guide, so NumPyro's log p − log q of every site is
-already weighted as the objective needs.
+Both are described in docs/method.md#cradle-model and docs/method.md#cradle-guide. Plate
+reweighting (docs/method.md#plate-reweighting) and per-cell weights enter through
+`handlers.scale`/`handlers.mask` inside the plates, identically in model and guide, so NumPyro's
+log p − log q of every site is already weighted as the objective needs.
 
-Decisions beyond the reference (SPEC A1):
+Where this differs from the original code:
 - Each cell is decoded once, on its own path: u = [z_b; dᵀ(M⊙E); cᵀA] (concat) or
-  z_b + dᵀ(M⊙E) + cᵀA (sum). For a pass cell cᵀA = 0, which is the good path of §1.2; for a
-  fail cell it is the bad path with the cell's own failed criteria (K5 fixed; identical for Q = 1).
+  z_b + dᵀ(M⊙E) + cᵀA (sum). For a pass cell cᵀA = 0, which is the original's good path; for a
+  fail cell it is the bad path with the cell's own failed criteria, where the original added
+  every row of A (identical for Q = 1; docs/decisions.md#qc-columns-each).
 - The QC encoder sees a one-hot of the criterion beside its constant input, so rows of A can
-  differ (K6 fixed; for Q = 1 this is a constant input of width L + 1).
+  differ, where the original's were all equal (for Q = 1 this is a constant input of width
+  L + 1).
 """
 
 import jax
@@ -85,7 +88,8 @@ def guide(
     cfg: ModelConfig,
     counterfactual: bool = False,
 ) -> None:
-    """q(M) q(E|M) q(A) q(z_b | x, d, c, M, E, A) (§2.1), plus the counterfactual basal posterior.
+    """q(M) q(E|M) q(A) q(z_b | x, d, c, M, E, A), plus the counterfactual basal posterior
+    (docs/method.md#cradle-guide).
 
     The basal posterior's parameters are recorded as deterministic sites `z_loc`, `z_scale`.
     With `counterfactual` (training), q(z_b | x, d, 1−c, ...) is recorded as `z_cf_loc`,
@@ -128,7 +132,8 @@ def artifact_log_theta_shift(qc: jax.Array, cfg: ModelConfig) -> jax.Array | Non
 
 
 def model(batch: dict, stats: dict, weights: SiteWeights, cfg: ModelConfig) -> None:
-    """p(M) p(E) p(A) p(z_b) p(x | z_b, d, c, M, E, A) (§1), each cell on its own decoder path."""
+    """p(M) p(E) p(A) p(z_b) p(x | z_b, d, c, M, E, A), each cell on its own decoder path
+    (docs/method.md#cradle-model)."""
     P, Q, L = cfg.n_particles, cfg.n_qc, cfg.n_latent
     p_x_given = decoder(cfg, decoder_width(cfg))
     shift = artifact_log_theta_shift(batch["qc"], cfg)

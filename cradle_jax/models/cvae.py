@@ -1,7 +1,7 @@
-"""Conditional VAE (SPEC Part B): z ~ N(0, I), p(x | [z; d]), q(z | [norm(x); d]), plain ELBO.
+"""Conditional VAE: z ~ N(0, I), p(x | [z; d]), q(z | [norm(x); d]), plain ELBO.
 
 No global latent variables: the perturbation enters the decoder as its dosage row, so an unseen
-combination is generated from its multi-hot d. QC labels are not used.
+combination is generated from its multi-hot d. QC labels are not used (docs/method.md#cvae).
 """
 
 import jax.numpy as jnp

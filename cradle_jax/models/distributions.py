@@ -1,5 +1,6 @@
-"""Custom distributions: the straight-through relaxed Bernoulli of the mask guide q(M) (SPEC §2.2,
-A2) and the per-gene negative binomial of the `library_nb` decoder head (§1.3).
+"""Custom distributions: the straight-through relaxed Bernoulli of the mask guide q(M)
+(docs/method.md#straight-through-masks) and the per-gene negative binomial of the `library_nb`
+decoder head (docs/method.md#networks).
 
 Straight-through samples are hard 0/1 values whose gradient is that of the relaxed (binary
 Concrete) sample, and `log_prob` is the exact Bernoulli log-pmf, so NumPyro's ELBO scores the hard
@@ -19,12 +20,12 @@ from cradle_jax.models.sampling import sample_gamma_poisson
 
 
 def sanitize_logits(logits: jax.Array) -> jax.Array:
-    """NaN and ±inf logits → 0 (the original's `sanitize_tensor` on the mask logits, §2.1)."""
+    """NaN and ±inf logits → 0 (the original's `sanitize_tensor` on the mask logits)."""
     return jnp.where(jnp.isfinite(logits), logits, 0.0)
 
 
 class StraightThroughBernoulli(Distribution):
-    """Relaxed Bernoulli with straight-through rounding (§2.2); log_prob is the EXACT Bernoulli.
+    """Relaxed Bernoulli with straight-through rounding; log_prob is the EXACT Bernoulli.
 
     logits: any shape (the batch shape); temperature τ: a scalar or broadcastable to the logits.
     A sample with key k and sample_shape S draws u = jax.random.uniform(k, S + batch_shape),
@@ -95,9 +96,10 @@ class StraightThroughBernoulli(Distribution):
 
 
 class GeneNegativeBinomial(GammaPoisson):
-    """Gamma–Poisson(θ, r) with one concentration θ per gene (the last axis), as §1.3's
-    `library_nb` head produces it; moments are NumPyro's GammaPoisson's, samples those of the
-    exact vectorised `sampling.sample_gamma_poisson` (float32 counts).
+    """Gamma–Poisson(θ, r) with one concentration θ per gene (the last axis), as the
+    `library_nb` head produces it (docs/method.md#networks); moments are NumPyro's
+    GammaPoisson's, samples those of the exact vectorised `sampling.sample_gamma_poisson`
+    (float32 counts).
 
     log p(x) = lgamma(x + θ) − lgamma(θ) − lgamma(x + 1) − θ log(1 + 1/r) − x log(1 + r),
     the value of `GammaPoisson.log_prob` (which writes the lgamma part as a Beta function, a long

@@ -1,4 +1,5 @@
-"""The four model families behind `model.name` (SPEC Part B), seen through one interface.
+"""The four model families behind `model.name`, seen through one interface
+(docs/method.md#families).
 
 Every family is a pair of NumPyro programs with the same signature, `model(batch, stats,
 weights, cfg)` and `guide(batch, stats, weights, cfg)`, a `global_guide(cfg, weights)` whose
@@ -21,8 +22,9 @@ from cradle_jax.models.config import ModelConfig
 class Family:
     """One model family.
 
-    artifact_path: it learns the artifact embedding A from the QC labels, so α mixing (§3.2)
-      and the counterfactual KL (§3.4) apply; the others ignore QC labels.
+    artifact_path: it learns the artifact embedding A from the QC labels, so α mixing
+      (docs/method.md#class-weight) and the counterfactual KL (docs/method.md#counterfactual-kl)
+      apply; the others ignore QC labels.
     combinations: it can model cells with several perturbations (multi-hot dosage rows).
     basal_free_of_perturbation: its prior says z ⊥ d (the perturbation acts beside z, in the
       decoder's input), so the basal-dependence penalty applies; SVAE+ puts the perturbation's

@@ -1,5 +1,6 @@
-"""Negative binomial arithmetic of the `library_nb` head (§1.3): lgamma and digamma for positive
-arguments, and the per-particle part of the log-pmf with a hand-written backward pass.
+"""Negative binomial arithmetic of the `library_nb` head (docs/method.md#networks): lgamma and
+digamma for positive arguments, and the per-particle part of the log-pmf with a hand-written
+backward pass.
 
 The head computes ρ = softmax(z) over genes, a = ℓρ + ε and r = max(θ / a, r_min), and scores
 counts x with log p(x) = C(x, θ) − θ log(1 + 1/r) − x log(1 + r), where

@@ -1,4 +1,4 @@
-"""Flax building blocks (SPEC §1.3): a residual MLP trunk and likelihood heads.
+"""Flax building blocks (docs/method.md#networks): a residual MLP trunk and likelihood heads.
 
 Every module works on any leading axes: an input (..., F) gives outputs (..., n_output), so a
 particle axis (P, B, F) needs no reshaping. Parameter trees are plain nested dicts, usable with
@@ -8,10 +8,10 @@ particle axis (P, B, F) needs no reshaping. Parameter trees are plain nested dic
 
 An input may also be a tuple of parts, read as their concatenation along the last axis with
 leading axes broadcast: the first layer computes Σₖ partₖ Wₖ, so a part without a particle axis
-(a cell's standardised counts) is multiplied once per cell, not once per particle (issue 9). The
+(a cell's standardised counts) is multiplied once per cell, not once per particle. The
 parameters are those of the concatenated input.
 
-Initialisation (SPEC A1 `model.init`, §2.4): "torch" draws kernel AND bias from
+Initialisation (`model.init`, docs/method.md#networks): "torch" draws kernel AND bias from
 U(−1/√fan_in, 1/√fan_in) like PyTorch's nn.Linear; "flax" uses LeCun-normal kernels and zero
 biases. Kernels are stored (fan_in, features), Flax's convention (the transpose of PyTorch's).
 """
@@ -32,9 +32,9 @@ LEAKY_SLOPE = 0.01  # PyTorch's nn.LeakyReLU default
 VARIANCE_FLOOR = 1e-4  # v = exp(·) + 1e-4 in the normal heads
 # Cap on the log-variance of the normal head (ours, not the original's). Without it, an input far
 # outside the training range (e.g. a reference cell expressing a gene that no training cell
-# expresses: its standardised value is ~1e3 or the 1e6 of §2.3's inf replacement) drives exp(·)
-# to ~1e38, and the cf-KL overflows to inf and its gradient to NaN. e^20 ≈ 5e8 leaves ordinary
-# variances untouched and keeps every KL term finite in float32.
+# expresses: its standardised value is ~1e3, or 1e6 where the input standardisation replaces
+# +inf) drives exp(·) to ~1e38, and the cf-KL overflows to inf and its gradient to NaN.
+# e^20 ≈ 5e8 leaves ordinary variances untouched and keeps every KL term finite in float32.
 MAX_LOG_VARIANCE = 20.0
 NB_MEAN_OFFSET = 1e-4  # r = θ / (μ + 1e-4)
 RATE_FLOOR = 1e-6  # clamp of Poisson and Gamma–Poisson rates
@@ -114,7 +114,7 @@ def leaky_relu(x: jax.Array) -> jax.Array:
 
 
 class ResidualTrunk(nn.Module):
-    """(..., F) → (..., n_hidden): h = σ(W₀x + b₀), then h ← σ(Wᵢh + bᵢ) + h for i ≥ 1 (§1.3).
+    """(..., F) → (..., n_hidden): h = σ(W₀x + b₀), then h ← σ(Wᵢh + bᵢ) + h for i ≥ 1.
 
     The skip is added after the LeakyReLU σ, and the last layer is residual too.
     """

@@ -1,5 +1,6 @@
 """Exact, vectorised samplers for Gamma(α, 1), Poisson(λ) and the Gamma–Poisson (negative
-binomial) counts of the `library_nb` head (§1.3), for generating many cells at once (§5.1).
+binomial) counts of the `library_nb` head (docs/method.md#networks), for generating many cells at
+once (docs/method.md#generation).
 
 `jax.random.gamma` and `jax.random.poisson` run a rejection loop per element in which every try
 splits a Threefry key: 1.4–1.7 µs per count on our 2-core CPU. Here every element makes one
@@ -13,9 +14,9 @@ since the words depend only on the key and the element's place, so do the sample
 Algorithms, in float32:
 
 - Gamma(α, 1): Marsaglia & Tsang (2000), "A simple method for generating gamma variables",
-  ACM TOMS 26(3), 363–372. For α < 1, Gamma(α) = Gamma(α + 1)·W^(1/α) (their §6), in log space
-  so that tiny α cannot underflow to log 0. W is the acceptance uniform recycled: given that
-  u < h(x) was accepted, u / h(x) is uniform on (0, 1) and independent of x.
+  ACM TOMS 26(3), 363–372. For α < 1, Gamma(α) = Gamma(α + 1)·W^(1/α) (their section 6), in log
+  space so that tiny α cannot underflow to log 0. W is the acceptance uniform recycled: given
+  that u < h(x) was accepted, u / h(x) is uniform on (0, 1) and independent of x.
 - Poisson(λ), λ < 10: inversion, a sequential search of the pmf on 0 … 36 (P(X > 36) ≤ 5e-11
   at λ = 10, far below the 2⁻²³ resolution of a float32 uniform); a uniform beyond the float32
   sum of those 37 terms (possible only by rounding) is rejected, so the search samples the

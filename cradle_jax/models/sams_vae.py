@@ -1,9 +1,9 @@
-"""SAMS-VAE (Bereket & Karaletsos 2023; SPEC Part B): CRADLE without the artifact path.
+"""SAMS-VAE (Bereket & Karaletsos 2023): CRADLE without the artifact path.
 
-z = z_b + dᵀ(M⊙E) (sum mode) or [z_b; dᵀ(M⊙E)] (concat), one decoder for every cell, the
-correlated guide of §2.1 without A and without the cᵀA block in the basal-encoder input, and the
-plate-reweighted ELBO of §3.3. QC labels are not used: every cell is reconstructed with weight 1
-and there is no counterfactual term.
+z = z_b + dᵀ(M⊙E) (sum mode) or [z_b; dᵀ(M⊙E)] (concat), one decoder for every cell, CRADLE's
+correlated guide without A and without the cᵀA block in the basal-encoder input, and the
+plate-reweighted ELBO (docs/method.md#plate-reweighting). QC labels are not used: every cell is
+reconstructed with weight 1 and there is no counterfactual term (docs/method.md#sams-vae).
 """
 
 import jax.numpy as jnp

@@ -1,5 +1,5 @@
 """Pieces shared by the model families: site weights, encoder input, weighted sample sites,
-and the sparse perturbation embedding dᵀ(M⊙E) of CRADLE and SAMS-VAE (SPEC §1–§3, Part B).
+and the sparse perturbation embedding dᵀ(M⊙E) of CRADLE and SAMS-VAE (docs/method.md).
 
 Shapes: P particles, B cells, G genes, T perturbations, Q QC columns, L latent dims. Every site
 carries the particle axis first.
@@ -24,11 +24,13 @@ from cradle_jax.models.networks import LikelihoodMLP
 class SiteWeights:
     """Per-site ELBO weights of one batch (already divided by P and the number of real cells).
 
-    perturbation (T,): Σ_i w_i 1[D_it ≠ 0] / N^D_t, the §3.3 plate reweighting of the
-    perturbation-plated globals (M and E; SVAE+'s mask probabilities and masks);
-    qc (Q,): Σ_i w_i 1[qc_ij ≠ 0] / N^qc_j for A (K7 fixed: each row by its own flag);
+    perturbation (T,): Σ_i w_i 1[D_it ≠ 0] / N^D_t, the plate reweighting of the
+    perturbation-plated globals (M and E; SVAE+'s mask probabilities and masks;
+    docs/method.md#plate-reweighting);
+    qc (Q,): Σ_i w_i 1[qc_ij ≠ 0] / N^qc_j for A (each row by its own flag, not the original's
+    fail-any: docs/decisions.md#qc-columns-each);
     cell (B,): w_i for the per-cell latent; reconstruction (B,): w_i times the α class weight
-    (§3.2; equal to `cell` for the families without an artifact path).
+    (docs/method.md#class-weight; equal to `cell` for the families without an artifact path).
     """
 
     perturbation: jax.Array
@@ -49,11 +51,13 @@ class SiteWeights:
 
 
 def log_standardize(x: jax.Array, mean: jax.Array, std: jax.Array) -> jax.Array:
-    """(log(1+x) − m)/s with §2.3's sanitising (NaN→1e-6, +inf→1e6, −inf→1e-6).
+    """(log(1+x) − m)/s with the original's sanitising (NaN→1e-6, +inf→1e6, −inf→1e-6);
+    docs/method.md#input-normalisation.
 
     A gene with zero training variance is divided by 1, not 0 (ours): training cells then get
-    0 where §2.3 gives 1e-6, and a validation or reference cell that expresses a gene no training
-    cell does gets log(1+x) − m instead of 1e6, an input that would blow up the encoder.
+    0 where the original gives 1e-6, and a validation or reference cell that expresses a gene
+    no training cell does gets log(1+x) − m instead of 1e6, an input that would blow up the
+    encoder.
     """
     z = (jnp.log1p(x) - mean) / jnp.where(std > 0, std, 1.0)
     return jnp.nan_to_num(z, nan=1e-6, posinf=1e6, neginf=1e-6)
@@ -113,7 +117,8 @@ def cell_encoder(cfg: ModelConfig, n_input: int):
 
 
 def decoder(cfg: ModelConfig, n_input: int):
-    """p(x | u) of a family: the `decoder` module with the configured likelihood (§1.3)."""
+    """p(x | u) of a family: the `decoder` module with the configured likelihood
+    (docs/method.md#networks)."""
     return flax_module(
         "decoder",
         LikelihoodMLP(
@@ -154,7 +159,8 @@ def sparse_embedding_modules(cfg: ModelConfig) -> tuple[jax.Array, object]:
 def sparse_embedding_guide(
     cfg: ModelConfig, weights: SiteWeights, logits: jax.Array, embedding_encoder
 ) -> tuple[jax.Array, jax.Array]:
-    """q(M) q(E | M) of CRADLE and SAMS-VAE (§2.1–§2.2): M (P, T, L), E (P, T, L).
+    """q(M) q(E | M) of CRADLE and SAMS-VAE (docs/method.md#cradle-guide): M (P, T, L),
+    E (P, T, L).
 
     Must be called inside the particle plate (dim −2)."""
     P, T, L = cfg.n_particles, cfg.n_perturbations, cfg.n_latent
@@ -171,7 +177,8 @@ def sparse_embedding_guide(
 
 
 def sparse_embedding_prior(cfg: ModelConfig, weights: SiteWeights) -> tuple[jax.Array, jax.Array]:
-    """p(M) = Bernoulli(π), p(E) = N(0, s²) (§1.1), inside the particle plate."""
+    """p(M) = Bernoulli(π), p(E) = N(0, s²) (docs/method.md#cradle-model), inside the particle
+    plate."""
     P, T, L = cfg.n_particles, cfg.n_perturbations, cfg.n_latent
     prior_logit = jnp.log(cfg.mask_prior_prob) - jnp.log1p(-cfg.mask_prior_prob)
     with numpyro.plate("perturbations", T, dim=-1):

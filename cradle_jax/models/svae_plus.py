@@ -1,12 +1,13 @@
-"""SVAE+ (Lopez et al. 2022, sparse mechanism shift; SPEC Part B).
+"""SVAE+ (Lopez et al. 2022, sparse mechanism shift; docs/method.md#svae-plus).
 
 Per perturbation t a learned prior mean e_t (a point parameter, `perturbation_means`, initial
 values 0.1·N(0, 1) as in the SAMS-VAE code base) and mask probabilities p_t ~ Beta(a, b) whose
-guide is a point mass at σ(φ_t); masks m_t ~ Bernoulli(p_t) with the straight-through guide of
-§2.2 at the same probabilities (so the mask term of the ELBO is 0 and the Beta prior alone
-pulls φ towards sparsity); z ~ N(m_t ⊙ e_t, I) with mean 0 for control cells; p(x | z);
-q(z | norm(x)). The perturbation-plated sites are reweighted as in §3.3. One perturbation per
-cell: combinations are rejected before training or generation (`families.check_dosage`).
+guide is a point mass at σ(φ_t); masks m_t ~ Bernoulli(p_t) with the straight-through guide
+(docs/method.md#straight-through-masks) at the same probabilities (so the mask term of the
+ELBO is 0 and the Beta prior alone pulls φ towards sparsity); z ~ N(m_t ⊙ e_t, I) with mean 0
+for control cells; p(x | z); q(z | norm(x)). The perturbation-plated sites are reweighted as in
+docs/method.md#plate-reweighting. One perturbation per cell: combinations are rejected before
+training or generation (`families.check_dosage`).
 """
 
 import jax

@@ -26,10 +26,10 @@ CSV_NAME = "results.csv"
 MARKDOWN_NAME = "results.md"
 SEED_FIELDS = ("seed", "data.split_seed")
 MODEL_FIELD = "model.name"
-# (column of results.csv, where in metrics.json, title in results.md); the headline row of
-# SPEC A5 (on the test split for combination splits, on all cells for random ones), the shares
-# of generated cells failing the mitochondrial criterion (the damaged-cell artifact) and the
-# doublet call, and the agreement with the simulator's planted truth.
+# (column of results.csv, where in metrics.json, title in results.md); the headline row
+# (docs/metrics.md#headline: on the test split for combination splits, on all cells for random
+# ones), the shares of generated cells failing the mitochondrial criterion (the damaged-cell
+# artifact) and the doublet call, and the agreement with the simulator's planted truth.
 METRICS = (
     ("ATE_pearsonr", ("headline", "ATE_pearsonr"), "ATE-ρ"),
     ("ATE_r2", ("headline", "ATE_r2"), "ATE-R²"),

@@ -1,4 +1,8 @@
-"""Defaults of the `loss` and `train` sections of an experiment config (SPEC A1, A3, §3.7)."""
+"""Defaults of the `loss` and `train` sections of an experiment config.
+
+The loss: docs/method.md#objective; the optimiser and run control: docs/method.md#optimiser and
+docs/method.md#training.
+"""
 
 import contextlib
 import math
@@ -12,7 +16,7 @@ from cradle_jax.train.resident import PIPELINES
 
 
 def loss_config() -> ml_collections.ConfigDict:
-    """α mode, cf-KL form and β (§3.2, §3.4; A1)."""
+    """α mode, cf-KL form and β (docs/method.md#class-weight, docs/method.md#counterfactual-kl)."""
     c = ml_collections.ConfigDict()
     c.alpha = "batch"  # batch | split | off | a number, e.g. "0.2"
     # What the α class weight scales: `cell` (the cell's whole ELBO term) | `reconstruction` (its
@@ -35,7 +39,7 @@ def loss_config() -> ml_collections.ConfigDict:
 
 
 def train_config() -> ml_collections.ConfigDict:
-    """Optimiser and run control (§3.7): the published values are the defaults."""
+    """Optimiser and run control (docs/method.md#training); the published values are defaults."""
     c = ml_collections.ConfigDict()
     c.batch_size = 512  # global batch; must divide by the device count
     c.learning_rate = 3e-4

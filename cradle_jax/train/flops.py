@@ -1,18 +1,20 @@
-"""An analytic count of the matrix-product FLOPs of one CRADLE train step (issue 9).
+"""An analytic count of the matrix-product FLOPs of one CRADLE train step.
 
 XLA's cost analysis of the compiled step counts everything it executes; this count is the one
-a reader can check by hand, layer by layer, from the shapes of SPEC §1.3 and §2: each dense
-layer applied to R rows costs 2·R·fan_in·fan_out FLOPs forward, as much again for its weight
-gradient, and as much again for its input gradient unless its input is data (the counts, a
-one-hot, a constant). Elementwise work (the likelihood, activations, Adam) is not counted.
+a reader can check by hand, layer by layer, from the shapes in docs/method.md#networks and
+docs/method.md#cradle-guide: each dense layer applied to R rows costs 2·R·fan_in·fan_out FLOPs
+forward, as much again for its weight gradient, and as much again for its input gradient unless
+its input is data (the counts, a one-hot, a constant). Elementwise work (the likelihood,
+activations, Adam) is not counted.
 
 Rows per step with P particles, B cells, T perturbations, Q QC columns:
 - embedding encoder on [M; one-hot] and QC encoder on [1; one-hot]: P·T and P·Q rows, twice
-  (the guide and the counterfactual reference pass draw their own global samples, §3.4);
+  (the guide and the counterfactual reference pass draw their own global samples,
+  docs/method.md#counterfactual-kl);
 - basal encoder: its first layer's counts part once per cell for the cells and for their
   references (2·B rows), the rest on the factual and counterfactual flips and the references
   (3·P·B rows);
-- decoder: P·B rows, one path per cell (§3.2).
+- decoder: P·B rows, one path per cell (docs/method.md#cradle-model).
 """
 
 from dataclasses import dataclass

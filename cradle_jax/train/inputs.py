@@ -10,7 +10,8 @@ BATCH_FIELDS = ("X", "D", "qc", "cfX", "library_size", "weight")
 
 
 def split_stats(data: PerturbData, split: str) -> dict[str, np.ndarray]:
-    """Obs-count vectors of `split` (§4.6), training normalisation (§2.3), training fail share.
+    """Obs-count vectors of `split`, training normalisation, training fail share
+    (docs/data.md#split-statistics).
 
     The fail share is α in `loss.alpha = "split"` mode; it always comes from the training split.
     """

@@ -1,4 +1,7 @@
-"""The predictive IWELBO of a split (§3.7, §5.6): how well held-out cells are explained."""
+"""The predictive IWELBO of a split: how well held-out cells are explained.
+
+Its definition: docs/metrics.md#iwelbo.
+"""
 
 import dataclasses
 

@@ -1,4 +1,5 @@
-"""Named JAX keys of a run: one per purpose, all derived from the run's one seed (SPEC A4)."""
+"""Named JAX keys of a run: one per purpose, all derived from the run's one seed
+(docs/method.md#randomness)."""
 
 import zlib
 

@@ -1,4 +1,5 @@
-"""The training loop: epochs, validation, early stopping, checkpoints, resume (SPEC §3.7, A3, A4).
+"""The training loop: epochs, validation, early stopping, checkpoints, resume
+(docs/method.md#training).
 
 `train_and_evaluate(config, workdir)` is what `cradle-jax train` runs. Killed at any moment and
 started again with the same workdir, it resumes from the latest complete checkpoint and ends

@@ -1,4 +1,5 @@
-"""The device mesh of data parallelism (axis "data") and moving host data onto it (SPEC A3).
+"""The device mesh of data parallelism (axis "data") and moving host data onto it
+(docs/method.md#data-parallelism).
 
 One code path for 1 CPU, N fake CPU devices, a multi-GPU node and several hosts: batches are
 global `jax.Array`s whose rows are split over the mesh, everything else is replicated. On several
@@ -33,7 +34,7 @@ def row_sharded(mesh: Mesh) -> NamedSharding:
 
 
 def check_batch_size(batch_size: int, mesh: Mesh) -> None:
-    """Every device must get the same number of cells (A3)."""
+    """Every device must get the same number of cells (docs/method.md#data-parallelism)."""
     if batch_size % mesh.size:
         raise RunError(
             f"train.batch_size {batch_size} does not divide by the {mesh.size} devices of the "

@@ -1,10 +1,11 @@
-"""The training objective as a pure function (params, batch, key) → (loss, aux) (SPEC §3, A1).
+"""The training objective as a pure function (params, batch, key) → (loss, aux).
 
-One function for the four model families (`model.name`, SPEC Part B). The ELBO part is
-NumPyro's: the guide is traced, the model replayed on its samples, and every sample site
-contributes log p − log q with the scale and mask its handlers set (equal to
-`Trace_ELBO().loss` for the same key, tested). Terms are kept per site so they can be logged.
-Only CRADLE's counterfactual KL (§3.4) is written by hand; α mixing and the cf term apply to the
+Its terms are described in docs/method.md#objective. One function for the four model families
+(`model.name`, docs/method.md#families). The ELBO part is NumPyro's: the guide is traced, the
+model replayed on its samples, and every sample site contributes log p − log q with the scale
+and mask its handlers set (equal to `Trace_ELBO().loss` for the same key, tested). Terms are
+kept per site so they can be logged. Only CRADLE's counterfactual KL
+(docs/method.md#counterfactual-kl) is written by hand; α mixing and the cf term apply to the
 families with an artifact path (CRADLE) and are ignored by the others, which use no QC labels.
 """
 
@@ -72,10 +73,11 @@ class LossConfig:
 def class_weight(
     batch: dict, stats: dict, loss_cfg: LossConfig
 ) -> tuple[jax.Array | None, jax.Array]:
-    """α and the per-cell reconstruction weight α(1−c̃) + (1−α)c̃ (§3.2), c̃ = fail-any.
+    """α and the per-cell reconstruction weight α(1−c̃) + (1−α)c̃, c̃ = fail-any
+    (docs/method.md#class-weight).
 
     `batch`: α = fail fraction of the batch's real cells (0 when it has no fail cell, so its pass
-    cells carry no reconstruction weight: reference behaviour, K3); `split`: the training split's
+    cells carry no reconstruction weight, as in the original); `split`: the training split's
     fail fraction (`stats["fail_fraction"]`); a number: fixed α; `off`: weight 1 for every cell
     and no α (None).
     """
@@ -95,7 +97,8 @@ def class_weight(
 def site_weights(
     batch: dict, stats: dict, cfg: ModelConfig, loss_cfg: LossConfig
 ) -> tuple[SiteWeights, jax.Array | None]:
-    """The §3.3 plate weights W, V summed over the batch's cells, and α; all / (P · real cells).
+    """The plate weights W, V summed over the batch's cells (docs/method.md#plate-reweighting),
+    and α; all / (P · real cells).
 
     Families without an artifact path have no α: every cell is reconstructed with weight 1.
     """
@@ -160,7 +163,8 @@ def _traces(
 def gaussian_cf_kl(
     loc_ref: jax.Array, scale_ref: jax.Array, loc_cf: jax.Array, scale_cf: jax.Array, form: str
 ) -> jax.Array:
-    """Per element (P, B, L): `reference` = §3.4 κ (no 1/σ₂² on the mean term, K1); `exact` KL."""
+    """Per element (P, B, L): `reference` = the original's κ (no 1/σ₂² on the mean term, so not
+    a true KL); `exact` = the Gaussian KL (docs/method.md#counterfactual-kl)."""
     ratio = (scale_ref / scale_cf) ** 2
     mean_term = (loc_ref - loc_cf) ** 2
     if form == "exact":
@@ -171,11 +175,13 @@ def gaussian_cf_kl(
 def counterfactual_kl(
     params: dict, batch: dict, stats: dict, weights, guide_trace, cfg, form: str, key: jax.Array
 ) -> jax.Array:
-    """K of §3.4: the reference cell's basal posterior vs this cell's counterfactual posterior.
+    """K: the reference cell's basal posterior vs this cell's counterfactual posterior
+    (docs/method.md#counterfactual-kl).
 
-    The reference pass is an independent guide call on (x^cf, d, 1−c) with fresh global samples
-    (K8 kept). `reference`: Σ_l (1/P) Σ_p Σ_{i with a reference} κ; `exact`: the Gaussian KL
-    summed over L, averaged over particles and over cells with a reference.
+    The reference pass is an independent guide call on (x^cf, d, 1−c) with fresh global samples,
+    as in the original (reusing the factual ones would lower its noise). `reference`:
+    Σ_l (1/P) Σ_p Σ_{i with a reference} κ; `exact`: the Gaussian KL summed over L, averaged
+    over particles and over cells with a reference.
     """
     reference = {**batch, "X": batch["cfX"], "qc": 1.0 - batch["qc"]}
     ref_trace = handlers.trace(
@@ -235,7 +241,8 @@ def training_loss(
     cfg: ModelConfig,
     loss_cfg: LossConfig,
 ) -> tuple[jax.Array, dict]:
-    """−ELBO (mean over real cells and particles) + β·K, and every term for logging (§3.5).
+    """−ELBO (mean over real cells and particles) + β·K, and every term for logging
+    (docs/method.md#objective).
 
     The aux terms: `loss_term_<site>` per sample site, `cf_KLdivergence` (β·K; CRADLE only),
     `negative_elbo` and, with α mixing, `alpha`.
@@ -323,7 +330,7 @@ def sample_global_posterior(params: dict, key: jax.Array, cfg: ModelConfig) -> d
 def predictive_iwelbo(
     params: dict, global_samples: dict, batch: dict, stats: dict, key: jax.Array, cfg: ModelConfig
 ) -> jax.Array:
-    """Per-cell predictive IWELBO (§5.6), (B,); 0 for padding cells.
+    """Per-cell predictive IWELBO (docs/metrics.md#iwelbo), (B,); 0 for padding cells.
 
     The global samples (from `sample_global_posterior`, P = cfg.n_particles) are shared by all
     batches; per particle w = log p(x | z_b, ...) + log p(z_b) − log q(z_b) on the cell's own

@@ -3,7 +3,7 @@
 `TrainState` is the device part (a pytree Orbax saves as arrays); `Progress` the host part
 (a small JSON record): where in the data order the run stands and the early-stopping state.
 Together they are everything a resumed run needs: the data order of epoch e and the random keys
-of step s are functions of (seed, e) and (seed, s) alone (SPEC A4).
+of step s are functions of (seed, e) and (seed, s) alone (docs/method.md#randomness).
 """
 
 from dataclasses import asdict, dataclass, field

@@ -1,7 +1,8 @@
-"""The optimiser of SPEC A3 and the jit-compiled train and evaluation steps over a mesh.
+"""The optimiser and the jit-compiled train and evaluation steps over a mesh.
 
-Batches arrive row-sharded over the mesh's "data" axis, everything else replicated (A3). The
-step is one XLA program; on several devices XLA inserts the gradient all-reduce itself.
+The optimiser: docs/method.md#optimiser. Batches arrive row-sharded over the mesh's "data" axis,
+everything else replicated (docs/method.md#data-parallelism). The step is one XLA program; on
+several devices XLA inserts the gradient all-reduce itself.
 """
 
 from collections.abc import Callable
@@ -83,7 +84,8 @@ def make_train_step(
     is donated.
 
     `run_key` is the run's training key as raw key data (uint32, `jax.random.key_data`); step s
-    draws from fold_in(run_key, s), so a resumed run draws what an uninterrupted one would (A4).
+    draws from fold_in(run_key, s), so a resumed run draws what an uninterrupted one would
+    (docs/method.md#randomness).
     With a mesh the batch must be row-sharded over it and the rest replicated. `resident`: the
     batch is the cells' row indices (B,) int32, -1 for padding, and the step gathers them from
     `cells` (a ResidentCells) itself.
@@ -113,7 +115,8 @@ def make_eval_step(
     gradients; `resident` as for `make_train_step`.
 
     Draws from fold_in(key_data, i). (real cells)·loss summed over one pass of a split is that
-    split's whole objective: the per-cell terms of every cell plus each global KL once (§3.3).
+    split's whole objective: the per-cell terms of every cell plus each global KL once
+    (docs/method.md#plate-reweighting).
     """
 
     def evaluate(params: dict, batch, stats: dict, key_data: jax.Array, i: jax.Array, cells=None):

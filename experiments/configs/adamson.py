@@ -1,14 +1,14 @@
 """Adamson et al. 2016 (CRISPRi unfolded-protein-response screen, K562).
 
-Values: SPEC §6, the paper sweep's column where demo and sweep disagree (the sweep files carry the
-published hyperparameters): basal encoder 1x400 (demo 200), lr 1e-4 (demo 3e-4). L = 100,
-pi = 0.001 and beta = 0.1 are Adamson's own. The split is random 64/16/20 and fixed (the original
-seeds it with 0 whatever the run seed); the sweep grid is the run seed {0..4} x qc_threshold
-{3, 4, 5}, and this is its first point. Every value not set below is the default;
-tests/experiments/test_configs.py checks the full §6 column.
+Values: docs/method.md#published-hyperparameters, the paper sweep's column where demo and sweep
+disagree (the sweep files carry the published hyperparameters): basal encoder 1x400 (demo 200),
+lr 1e-4 (demo 3e-4). L = 100, pi = 0.001 and beta = 0.1 are Adamson's own. The split is random
+64/16/20 and fixed (the original seeds it with 0 whatever the run seed); the sweep grid is the
+run seed {0..4} x qc_threshold {3, 4, 5}, and this is its first point. Every value not set below
+is the default; tests/experiments/test_configs.py checks the full column.
 
---config.data.path names an .h5ad prepared for the data contract (SPEC A6: raw counts, one
-`perturbation` column, controls labelled `non-targeting`):
+--config.data.path names an .h5ad prepared for the data contract (docs/data.md#input-contract:
+raw counts, one `perturbation` column, controls labelled `non-targeting`):
 
     cradle-jax train --config experiments/configs/adamson.py --config.data.path=adamson.h5ad \
         --workdir runs/adamson

@@ -1,10 +1,11 @@
-"""The demo: the built-in simulator with planted truth (SPEC A8), trained in minutes on 2 CPU cores.
+"""The demo: the built-in simulator with planted truth, trained in minutes on 2 CPU cores.
 
-The simulator makes pairs of perturbations, so the combinations split puts unseen pairs in test,
-as for Norman and Dixit. The network is much smaller than the published one and trains for a few
-epochs: the point is a run that finishes quickly and whose recovered effects can be checked
-against the planted ones, not the paper's numbers. alpha = "split" gives every batch the training
-split's fail fraction (no zero-signal batches when a small batch has no artifact cell).
+The simulator (docs/data.md#simulator) makes pairs of perturbations, so the combinations split
+puts unseen pairs in test, as for Norman and Dixit. The network is much smaller than the
+published one and trains for a few epochs: the point is a run that finishes quickly and whose
+recovered effects can be checked against the planted ones, not the paper's numbers.
+alpha = "split" gives every batch the training split's fail fraction (no zero-signal batches
+when a small batch has no artifact cell).
 
 data.path is the file the Makefile's demo target writes with
 `cradle-jax simulate ... --out runs/demo/simulated.h5ad`, relative to the repository root, where

@@ -8,12 +8,12 @@ simulator_models.py) runs on a simulated file without pairs, which `make sweep-m
 With no pairs there is no unseen combination to hold out: the split is random (64/16/20) and the
 headline row is on all perturbations, as for Replogle and Adamson.
 
-The QC pass rate scores 500 generated cells per label, not §5.5's 100. §5.5 runs Scrublet on
-tenths of the generated set; with 13 labels a tenth of 100 per label is 130 cells, far smaller
-than a tenth on the papers' data (hundreds to thousands of interventions), and on 130 cells
-Scrublet's call is mostly noise: on the same trained CRADLE model (seed 0) it calls 42% of the
-generated cells doublets at 100 per label and 12% at 500. At 500 per label a tenth holds 650
-cells.
+The QC pass rate scores 500 generated cells per label, not the published protocol's 100, which
+runs Scrublet on tenths of the generated set (docs/metrics.md#qc-pass-rate); with 13 labels a
+tenth of 100 per label is 130 cells, far smaller than a tenth on the papers' data (hundreds to
+thousands of interventions), and on 130 cells Scrublet's call is mostly noise: on the same
+trained CRADLE model (seed 0) it calls 42% of the generated cells doublets at 100 per label and
+12% at 500. At 500 per label a tenth holds 650 cells.
 """
 
 from pathlib import Path

@@ -5,8 +5,8 @@
 #
 # Install once (CUDA build of jaxlib):
 #   pip install -e ".[cuda]"
-# The `cuda` extra comes with issue 10; until pyproject.toml has it, install the package and then
-# the CUDA jaxlib of the pinned JAX version:
+# Without the `cuda` extra (a checkout whose pyproject.toml lacks it), install the package and
+# then the CUDA jaxlib of the pinned JAX version:
 #   pip install -e . && pip install "jax[cuda13]==$(python -c 'import jax; print(jax.__version__)')"
 #   (jax[cuda12] for CUDA 12 drivers)
 #
@@ -16,7 +16,7 @@ set -euo pipefail
 
 # --- change these -------------------------------------------------------------------------------
 CONFIG=experiments/configs/norman.py     # an experiment config (experiments/configs/*.py)
-DATA=/path/to/norman.h5ad                # prepared for the data contract (SPEC A6)
+DATA=/path/to/norman.h5ad                # prepared for the data contract (docs/data.md)
 WORKDIR=runs/norman                      # config, checkpoints, metrics
 GPUS=0,1,2,3                             # the GPUs to use; train.batch_size (512) must divide
                                          # by their number, or pass --config.train.batch_size=...

@@ -1,4 +1,6 @@
-"""Norman et al. 2019: the paper's grid (SPEC §6), split seed {0..4} x QC threshold t {3, 4, 5}.
+"""Norman et al. 2019: the paper's grid, split seed {0..4} x QC threshold t {3, 4, 5}.
+
+The grid and the published values: docs/method.md#published-hyperparameters.
 
 15 runs of experiments/configs/norman.py; the run seed stays 0, as in the paper's sweep. Give the
 prepared .h5ad to every run with --set:

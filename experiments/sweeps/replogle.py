@@ -1,4 +1,6 @@
-"""Replogle et al. 2022: the paper's grid (SPEC §6), run seed {0..4} x QC threshold t {3, 4, 5}.
+"""Replogle et al. 2022: the paper's grid, run seed {0..4} x QC threshold t {3, 4, 5}.
+
+The grid and the published values: docs/method.md#published-hyperparameters.
 
 15 runs of experiments/configs/replogle.py; the random split stays fixed (split seed 0), as in
 the paper's sweep. Give the prepared .h5ad to every run with --set:

@@ -1,4 +1,4 @@
-"""CRADLE-VAE and the baselines (SPEC Part B) on the simulator with planted artifacts.
+"""CRADLE-VAE and the baselines (docs/method.md#baselines) on the simulator with planted artifacts.
 
 model.name in {cradle, sams_vae, cvae, svae_plus} x seed {0, 1, 2}: 12 runs of
 experiments/configs/synthetic_models.py, which reads runs/models/simulated.h5ad, a simulated

@@ -1,4 +1,5 @@
-"""A simulated Perturb-seq dataset with planted truth (SPEC A8), mirroring the CRADLE model (§1).
+"""A simulated Perturb-seq dataset with planted truth (docs/data.md#simulator), mirroring the
+CRADLE model (docs/method.md#cradle-model).
 
 Generative story, per cell i with label t (control, a single, or a pair of singles):
 
@@ -9,7 +10,8 @@ Generative story, per cell i with label t (control, a single, or a pair of singl
     x_i   ~ NB(mean ℓ_i ρ_i, inverse dispersion θ_g)                 (Gamma–Poisson)
 
 The QC genes (MT-, RPL/RPS, HB) have no loadings, so a clean cell's QC metrics do not depend on its
-perturbation: only the planted artifacts, and the noise tails, fail the MAD rules of §4.2.
+perturbation: only the planted artifacts, and the noise tails, fail the MAD rules
+(docs/data.md#qc-rules).
 Artifacts replace a cell's counts after its clean counts are drawn (same z, same ℓ):
   * damaged: cytoplasmic RNA lost, each non-MT count kept with probability k ~ U(damaged_keep),
     so the mitochondrial share rises several-fold and the depth falls;
@@ -20,10 +22,11 @@ The damaged rate is multiplied by `artifact_perturbation_dependence` for cells c
 single, then rescaled so the overall damaged share stays what the config asks for: this is where
 artifacts bias a naive ATE.
 
-The true ATE is on the evaluation scale of §5.2–5.3 at ℓ = 1e4 and computed by Monte Carlo:
-`ate_cells` fresh clean cells per label, drawn with common random numbers (the same z_b and the
-same standard Gamma draws for every label, fresh Poisson draws per label), so the differences to
-control carry far less Monte Carlo noise than independent draws would.
+The true ATE is on the evaluation scale (docs/metrics.md#evaluation-scale) at ℓ = 1e4 and
+computed by Monte Carlo: `ate_cells` fresh clean cells per label, drawn with common random
+numbers (the same z_b and the same standard Gamma draws for every label, fresh Poisson draws per
+label), so the differences to control carry far less Monte Carlo noise than independent draws
+would.
 
 Everything derives from `config.seed` through `host_rng(seed, purpose, ...)`. Counts are drawn in
 row blocks of `block_size` cells (the result depends on block_size, which is part of the config);

@@ -10,7 +10,7 @@ CONTROL_LABEL = "non-targeting"
 SEPARATOR = "+"
 ARTIFACT_NAMES: tuple[str, ...] = ("none", "damaged", "empty", "doublet")
 NONE, DAMAGED, EMPTY, DOUBLET = range(4)
-EVAL_LIBRARY = 1e4  # ℓ of the evaluation scale (SPEC §5.2, E3)
+EVAL_LIBRARY = 1e4  # ℓ of the evaluation scale (docs/metrics.md#evaluation-scale)
 
 MT_GENES = (
     "MT-ND1", "MT-ND2", "MT-CO1", "MT-CO2", "MT-ATP8", "MT-ATP6", "MT-CO3",
