@@ -43,7 +43,7 @@ demo: $(STAMP)
 	  --config.data.path=$(DEMO_DIR)/simulated.h5ad --workdir $(DEMO_DIR)/train --seed 0
 	$(VENV)/bin/cradle-jax evaluate --workdir $(DEMO_DIR)/train
 
-# The four models (SPEC Part B) x 3 seeds on simulated single perturbations; about an hour on 2
+# The four models (docs/method.md#families) x 3 seeds on simulated single perturbations; about an hour on 2
 # cores. Re-running finishes only the missing runs.
 MODELS_DIR ?= runs/models
 sweep-models: $(STAMP)
