@@ -44,6 +44,13 @@ def decoder_width(cfg: ModelConfig) -> int:
     return 2 * cfg.n_latent if cfg.artifact_block else cfg.n_latent
 
 
+def perturbation_columns(cfg: ModelConfig) -> tuple[int, int]:
+    """The decoder-input columns that carry the perturbation: z_p in concat mode, z_b + z_p in
+    sum mode."""
+    L = cfg.n_latent
+    return (0, L) if cfg.sum_mode else (L, 2 * L)
+
+
 def decoder_input(
     z_b: jax.Array,
     z_p: jax.Array,
@@ -135,7 +142,7 @@ def model(batch: dict, stats: dict, weights: SiteWeights, cfg: ModelConfig) -> N
     """p(M) p(E) p(A) p(z_b) p(x | z_b, d, c, M, E, A), each cell on its own decoder path
     (docs/method.md#cradle-model)."""
     P, Q, L = cfg.n_particles, cfg.n_qc, cfg.n_latent
-    p_x_given = decoder(cfg, decoder_width(cfg))
+    p_x_given = decoder(cfg, decoder_width(cfg), perturbation_columns(cfg))
     shift = artifact_log_theta_shift(batch["qc"], cfg)
     s = cfg.embedding_prior_scale
     B = batch["D"].shape[0]

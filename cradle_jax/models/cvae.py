@@ -47,7 +47,7 @@ def guide(batch: dict, stats: dict, weights: SiteWeights, cfg: ModelConfig) -> N
 def model(batch: dict, stats: dict, weights: SiteWeights, cfg: ModelConfig) -> None:
     """p(z) = N(0, I), p(x | [z; d])."""
     P, L = cfg.n_particles, cfg.n_latent
-    p_x_given = decoder(cfg, L + cfg.n_perturbations)
+    p_x_given = decoder(cfg, L + cfg.n_perturbations, (L, L + cfg.n_perturbations))  # d
     B = batch["D"].shape[0]
     with numpyro.plate("particles", P, dim=-2), numpyro.plate("cells", B, dim=-1):
         z = weighted_site(

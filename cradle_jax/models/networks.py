@@ -159,8 +159,8 @@ class LikelihoodMLP(nn.Module):
     only; while the parameters are being initialised (e.g. by `flax_module(..., input_shape=...)`)
     a missing library is replaced by ones, since no parameter depends on it. `compute_dtype` is
     that of the matrix products (see `Linear`); the heads' arithmetic stays float32. With
-    `linear_skip` the trunk's output gets a linear map of the input added (layer `skip`): the heads
-    are linear, so the output has a linear path from the input beside the MLP's.
+    `linear_skip` the trunk's output gets a linear map of the input's `skip_columns` added (layer
+    `skip`): the heads are linear, so the output has a linear path from them beside the MLP's.
     """
 
     likelihood: str
@@ -170,6 +170,7 @@ class LikelihoodMLP(nn.Module):
     init_scheme: str = "torch"
     compute_dtype: str = "float32"
     linear_skip: bool = False
+    skip_columns: tuple[int, int] | None = None  # the input columns the skip reads; None: all
 
     def __post_init__(self):
         _check_choice("likelihood", self.likelihood, LIKELIHOODS)
@@ -184,7 +185,9 @@ class LikelihoodMLP(nn.Module):
             self.n_layers, self.n_hidden, self.init_scheme, self.compute_dtype, name="trunk"
         )(x)
         if self.linear_skip:  # the heads are linear: a linear path from the input to the output
-            h = h + Linear(self.n_hidden, self.init_scheme, self.compute_dtype, name="skip")(x)
+            start, stop = self.skip_columns or (0, x.shape[-1])
+            skip = Linear(self.n_hidden, self.init_scheme, self.compute_dtype, name="skip")
+            h = h + skip(x[..., start:stop])
         if self.likelihood == "normal":
             loc = self._head("loc")(h)
             log_v = self._head("log_variance")(h)

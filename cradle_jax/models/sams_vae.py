@@ -31,6 +31,12 @@ def decoder_width(cfg: ModelConfig) -> int:
     return cfg.n_latent if cfg.sum_mode else 2 * cfg.n_latent
 
 
+def perturbation_columns(cfg: ModelConfig) -> tuple[int, int]:
+    """The decoder-input columns that carry the perturbation: z_p (concat) or z_b + z_p (sum)."""
+    L = cfg.n_latent
+    return (0, L) if cfg.sum_mode else (L, 2 * L)
+
+
 def global_guide(cfg: ModelConfig, weights: SiteWeights):
     """q(M) q(E | M)."""
     logits, embedding_encoder = sparse_embedding_modules(cfg)
@@ -57,7 +63,7 @@ def guide(batch: dict, stats: dict, weights: SiteWeights, cfg: ModelConfig) -> N
 def model(batch: dict, stats: dict, weights: SiteWeights, cfg: ModelConfig) -> None:
     """p(M) p(E) p(z_b) p(x | z_b + dᵀ(M⊙E)) (or the concatenation)."""
     P, L = cfg.n_particles, cfg.n_latent
-    p_x_given = decoder(cfg, decoder_width(cfg))
+    p_x_given = decoder(cfg, decoder_width(cfg), perturbation_columns(cfg))
     B = batch["D"].shape[0]
     with numpyro.plate("particles", P, dim=-2):
         M, E = sparse_embedding_prior(cfg, weights)

@@ -116,9 +116,10 @@ def cell_encoder(cfg: ModelConfig, n_input: int):
     )
 
 
-def decoder(cfg: ModelConfig, n_input: int):
+def decoder(cfg: ModelConfig, n_input: int, perturbation_columns: tuple[int, int]):
     """p(x | u) of a family: the `decoder` module with the configured likelihood
-    (docs/method.md#networks)."""
+    (docs/method.md#networks); with `decoder_linear_skip` the columns [start, stop) of u that
+    carry the perturbation get a linear path to the gene logits."""
     return flax_module(
         "decoder",
         LikelihoodMLP(
@@ -129,6 +130,7 @@ def decoder(cfg: ModelConfig, n_input: int):
             cfg.init,
             cfg.compute_dtype,
             cfg.decoder_linear_skip,
+            perturbation_columns,
         ),
         input_shape=(1, n_input),
     )

@@ -70,7 +70,7 @@ def guide(batch: dict, stats: dict, weights: SiteWeights, cfg: ModelConfig) -> N
 def model(batch: dict, stats: dict, weights: SiteWeights, cfg: ModelConfig) -> None:
     """p(p) = Beta(a, b), p(m | p) = Bernoulli(p), p(z | d, m) = N(dᵀ(m ⊙ e), I), p(x | z)."""
     P, T, L = cfg.n_particles, cfg.n_perturbations, cfg.n_latent
-    p_x_given = decoder(cfg, L)
+    p_x_given = decoder(cfg, L, (0, L))  # z, whose prior mean carries the perturbation
     means = numpyro.param(
         "perturbation_means",
         lambda key: PRIOR_MEAN_INIT_SCALE * jax.random.normal(key, (T, L), jnp.float32),

@@ -79,7 +79,8 @@ def cradle_step_layers(cfg: ModelConfig, batch_size: int) -> list[Dense]:
         Dense("decoder/gene_logits", P * B, hd, G),
     ]
     if cfg.decoder_linear_skip:
-        layers.append(Dense("decoder/skip", P * B, decoder_in, hd))
+        start, stop = cradle.perturbation_columns(cfg)
+        layers.append(Dense("decoder/skip", P * B, stop - start, hd))
     return layers
 
 

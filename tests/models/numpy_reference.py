@@ -49,13 +49,13 @@ def bernoulli_logpmf(m, logits):
     return m * log_expit(logits) + (1 - m) * log_expit(-logits)
 
 
-def decoder_logpmf(p, u, x, library, likelihood, log_theta_shift=0.0):
+def decoder_logpmf(p, u, x, library, likelihood, log_theta_shift=0.0, skip_input=None):
     """log p(x | u) per (P, B, G) for the `library_nb` or `poisson` head; `log_theta_shift`
     (broadcastable to (B, G)) is added to each cell's log dispersion; a decoder with a `skip`
-    layer adds its linear map of u to the trunk's output."""
+    layer adds its linear map of `skip_input` (u's perturbation part) to the trunk's output."""
     h = trunk(p["trunk"], u)
     if "skip" in p:
-        h = h + linear(p["skip"], u)
+        h = h + linear(p["skip"], skip_input)
     if likelihood == "poisson":
         rate = np.maximum(np.logaddexp(0.0, linear(p["rate"], h)), 1e-6)
         return x * np.log(rate) - rate - gammaln(x + 1)

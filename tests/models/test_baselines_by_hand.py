@@ -98,9 +98,11 @@ def numpy_terms(params, batch, stats, fixed, cfg) -> dict:
         z_p = offset(D, M, E)
         encoder_in = np.concatenate([x, z_p], axis=-1)
         u = z + z_p if cfg.sum_mode else np.concatenate([z, z_p], axis=-1)
+        skip_input = u if cfg.sum_mode else z_p
     elif cfg.name == "cvae":
         encoder_in = np.concatenate([x, Dp], axis=-1)
         u = np.concatenate([z, Dp], axis=-1)
+        skip_input = Dp
     else:
         M = fixed["mask"]
         eps = float(np.finfo(np.float32).eps)
@@ -115,11 +117,14 @@ def numpy_terms(params, batch, stats, fixed, cfg) -> dict:
         log_p_z_mean = offset(D, M, np.broadcast_to(params["perturbation_means"], (P, T, L)))
         encoder_in = x
         u = z
+        skip_input = z
     loc_z, scale_z = normal_head(params["basal_encoder$params"], encoder_in)
     log_q_z = normal_logpdf(z, loc_z, scale_z).sum(-1)
     log_p_z = normal_logpdf(z, log_p_z_mean, 1.0).sum(-1)
     terms["z_basal"] = -(w_cell * (log_p_z - log_q_z)).sum()
-    log_p_x = decoder_logpmf(params["decoder$params"], u, X[None], library, cfg.likelihood)
+    log_p_x = decoder_logpmf(
+        params["decoder$params"], u, X[None], library, cfg.likelihood, skip_input=skip_input
+    )
     terms["reconstruction"] = -(w_cell * log_p_x.sum(-1)).sum()
     return terms
 

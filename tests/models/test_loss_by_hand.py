@@ -146,7 +146,10 @@ def numpy_objective(params, batch, stats, fixed, cfg, loss_cfg) -> dict:
     # Artifact dispersion: a cell failing any criterion has log θ + δ (δ = 0 when switched off).
     delta = params.get("artifact_log_theta", np.zeros(cfg.n_genes))
     shift = failed[:, None] * delta[None]
-    log_p_x = decoder_logpmf(params["decoder$params"], u, X[None], library, cfg.likelihood, shift)
+    log_p_x = decoder_logpmf(
+        params["decoder$params"], u, X[None], library, cfg.likelihood, shift,
+        skip_input=u if cfg.sum_mode else z_p,
+    )  # fmt: skip
     log_p_x = log_p_x.sum(-1)  # (P, B)
 
     terms = {

@@ -161,13 +161,19 @@ def test_library_nb_log_pmf_matches_formula(x):
     np.testing.assert_allclose(d.mean, mu + 1e-4, rtol=1e-5)  # mean θ/r = μ + 1e-4
 
 
-def test_linear_skip_adds_a_linear_map_of_the_input_to_the_trunk_output(x):
-    m = LikelihoodMLP("library_nb", n_output=G, n_layers=N_LAYERS, n_hidden=H, linear_skip=True)
+def test_linear_skip_adds_a_linear_map_of_the_chosen_columns_to_the_trunk_output(x):
+    m = LikelihoodMLP(
+        "library_nb", n_output=G, n_layers=N_LAYERS, n_hidden=H, linear_skip=True,
+        skip_columns=(1, 3),
+    )  # fmt: skip
     params = init(m, x, jnp.ones(B))["params"]
+    assert params["skip"]["kernel"].shape == (2, H)
     p = np_params({"params": params})
     library = np.full(B, 100.0, np.float32)
     mean = np.asarray(m.apply({"params": params}, x, library).mean)
-    logits = dense(p["gene_logits"], np_trunk(p["trunk"], x, N_LAYERS) + dense(p["skip"], x))
+    logits = dense(
+        p["gene_logits"], np_trunk(p["trunk"], x, N_LAYERS) + dense(p["skip"], x[:, 1:3])
+    )
     expected = library[:, None] * softmax(logits, axis=-1)
     np.testing.assert_allclose(mean, expected, rtol=1e-4, atol=1e-3)  # the mean's offset 1e-4
     plain = LikelihoodMLP("library_nb", n_output=G, n_layers=N_LAYERS, n_hidden=H)

@@ -30,7 +30,7 @@ def test_layers_by_hand():
     # forward, weight gradient and input gradient: 3 × 2·rows·fan_in·fan_out
     assert layers["decoder/gene_logits"] == 3 * 2 * (P * B) * 256 * G
     assert layers["decoder/layer_0"] == 3 * 2 * (P * B) * (3 * L) * 256
-    assert layers["decoder/skip"] == 3 * 2 * (P * B) * (3 * L) * 256
+    assert layers["decoder/skip"] == 3 * 2 * (P * B) * L * 256  # from z_p only
     # the counts part: once per cell and per reference, no input gradient
     assert layers["basal_encoder/layer_0 counts"] == 2 * 2 * (2 * B) * G * 128
     # factual, counterfactual and reference passes over the particles
