@@ -18,7 +18,7 @@ QC pass: the share of generated cells (100 per label, control included, at the r
 median library size) that pass the real data's QC thresholds (t = 3), beside the pass rate of
 the real cells that the simulator left artifact-free.
 
-    python benchmarks/accuracy.py --workdir runs/accuracy     # make accuracy; ~25 min on 2 cores
+    python benchmarks/accuracy.py --workdir runs/accuracy     # make accuracy; ~20 min on 2 cores
 
 Finished runs are kept in the workdir and not retrained, so an interrupted benchmark resumes.
 """
