@@ -118,7 +118,10 @@ def run_seed(args: argparse.Namespace, seed: int) -> tuple[np.ndarray, MaskRecov
         mask_init_logits=args.mask_init,
     )
     alpha = args.alpha if args.alpha in objective.ALPHA_MODES else float(args.alpha)
-    loss_cfg = objective.LossConfig(alpha=alpha, cf_kl=args.cf_kl, beta=args.beta)
+    loss_cfg = objective.LossConfig(
+        alpha, args.cf_kl, args.beta, "reconstruction", independence=0.0,
+        independence_groups="perturbation",
+    )  # fmt: skip
     stats = {k: jnp.asarray(v) for k, v in split_stats(data, "train").items()}
     batches = [
         {k: jnp.asarray(v) for k, v in batch_arrays(batch).items()}
@@ -127,7 +130,9 @@ def run_seed(args: argparse.Namespace, seed: int) -> tuple[np.ndarray, MaskRecov
     params = jax.jit(objective.init_params, static_argnames="cfg")(
         jax.random.key(seed), batches[0], stats, cfg
     )
-    optimizer = make_optimizer(args.lr)
+    optimizer = make_optimizer(
+        args.lr, weight_decay=1e-6, clip_norm=100.0, mask_lr_scale=1.0, dispersion_lr_scale=1.0
+    )
     state = TrainState.create(params, optimizer)
     step = make_train_step(cfg, loss_cfg, optimizer)
     run_key = jax.random.key_data(jax.random.key(seed + 1))

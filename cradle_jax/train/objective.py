@@ -29,7 +29,8 @@ INDEPENDENCE_GROUPS = ("perturbation", "perturbation_and_qc")
 @dataclass(frozen=True)
 class LossConfig:
     """α mode (`batch`, `split`, `off` or a float), what the α class weight scales, cf-KL form
-    and its weight β.
+    and its weight β. Every field is required: the defaults live in the config
+    (`cradle_jax.train.config.loss_config`), read by `resolve_loss_config`.
 
     alpha_scope `reconstruction` (the original): the class weight multiplies each cell's
     likelihood only, so pass cells (weight α, the fail share) keep their full z_b KL, a β-VAE
@@ -43,12 +44,12 @@ class LossConfig:
     (docs/decisions.md#basal-independence); 0 leaves it out.
     """
 
-    alpha: str | float = "batch"
-    cf_kl: str = "reference"
-    beta: float = 0.5
-    alpha_scope: str = "reconstruction"
-    independence: float = 0.0
-    independence_groups: str = "perturbation"
+    alpha: str | float
+    cf_kl: str
+    beta: float
+    alpha_scope: str
+    independence: float
+    independence_groups: str
 
     def __post_init__(self) -> None:
         if not isinstance(self.alpha, float | int) and self.alpha not in ALPHA_MODES:
@@ -305,7 +306,8 @@ def placeholder_inputs(cfg: ModelConfig) -> tuple[dict, dict]:
 def init_params(key: jax.Array, batch: dict, stats: dict, cfg: ModelConfig) -> dict:
     """Initial parameters of guide and model (flax modules and free parameters) for `cfg`."""
     family = family_of(cfg)
-    weights, _ = site_weights(batch, stats, cfg, LossConfig(alpha="off", cf_kl="none"))
+    unweighted = LossConfig("off", "none", 0.0, "cell", 0.0, "perturbation")  # shapes only
+    weights, _ = site_weights(batch, stats, cfg, unweighted)
     guide_key, model_key = jax.random.split(key)
     params = {}
     for program, program_key in ((family.guide, guide_key), (family.model, model_key)):

@@ -23,14 +23,15 @@ DISPERSIONS = ("log_theta", "artifact_log_theta")  # NB log dispersions, whereve
 
 def make_optimizer(
     learning_rate: float,
-    weight_decay: float = 1e-6,
-    clip_norm: float = 100.0,
-    mask_lr_scale: float = 1.0,
-    dispersion_lr_scale: float = 1.0,
+    weight_decay: float,
+    clip_norm: float,
+    mask_lr_scale: float,
+    dispersion_lr_scale: float,
 ) -> optax.GradientTransformation:
     """Global-norm clipping, coupled L2 added to the gradient before Adam (torch's Adam), Adam;
     the mask logits' Adam steps are `mask_lr_scale` times larger, the NB log dispersions'
-    `dispersion_lr_scale` times.
+    `dispersion_lr_scale` times. The run's values and their defaults are the config's `train`
+    section (`cradle_jax.train.config.train_config`).
 
     Adam moves a parameter by about the learning rate per step whatever its gradient's size, so
     a free parameter needs ~|Δ|/lr steps to reach its value: a mask logit starting at 0 needs

@@ -14,7 +14,6 @@ import pytest
 from scipy.special import betaln, expit
 
 from cradle_jax.train import objective
-from cradle_jax.train.objective import LossConfig
 from tests.models.conftest import tiny_batch, tiny_config, tiny_stats
 from tests.models.numpy_reference import (
     bernoulli_logpmf,
@@ -24,12 +23,13 @@ from tests.models.numpy_reference import (
     normal_head,
     normal_logpdf,
 )
+from tests.settings import original_loss
 
 training_loss = jax.jit(objective.training_loss, static_argnames=("cfg", "loss_cfg"))
 init_params = jax.jit(objective.init_params, static_argnames=("cfg",))
 
 # The QC-label settings are CRADLE's; the baselines must ignore them (checked below).
-CRADLE_LOSS = LossConfig("batch", "reference", beta=0.5)
+CRADLE_LOSS = original_loss("batch", "reference", beta=0.5)
 
 CASES = {
     "sams_vae-concat": dict(name="sams_vae", sum_mode=False),
@@ -189,6 +189,6 @@ def test_baseline_loss_equals_hand_computation(case):
     # QC labels and the cf settings do not enter a baseline's loss
     no_qc = {**batch, "qc": jnp.zeros_like(batch["qc"]), "cfX": jnp.zeros_like(batch["cfX"])}
     loss_plain, _ = training_loss(
-        full, no_qc, stats, jax.random.key(1), cfg, LossConfig("off", "none")
+        full, no_qc, stats, jax.random.key(1), cfg, original_loss("off", "none")
     )
     np.testing.assert_allclose(float(loss_plain), float(loss), rtol=1e-6)

@@ -19,7 +19,6 @@ import numpy as np
 import pytest
 
 from cradle_jax.train import objective
-from cradle_jax.train.objective import LossConfig
 from tests.models.conftest import tiny_batch, tiny_config, tiny_stats
 from tests.models.numpy_reference import (
     bernoulli_logpmf,
@@ -29,6 +28,7 @@ from tests.models.numpy_reference import (
     normal_head,
     normal_logpdf,
 )
+from tests.settings import original_loss
 
 training_loss = jax.jit(objective.training_loss, static_argnames=("cfg", "loss_cfg"))
 init_params = jax.jit(objective.init_params, static_argnames=("cfg",))
@@ -44,23 +44,23 @@ AUX_TERMS = (
 
 # (config overrides, loss config, n_qc)
 CASES = {
-    "concat-reference-alpha_batch": (dict(sum_mode=False), LossConfig("batch", "reference"), 1),
-    "sum-exact-alpha_split": (dict(sum_mode=True), LossConfig("split", "exact", beta=0.3), 1),
-    "concat-none-alpha_0.3": (dict(sum_mode=False), LossConfig(0.3, "none"), 1),
+    "concat-reference-alpha_batch": (dict(sum_mode=False), original_loss("batch", "reference"), 1),
+    "sum-exact-alpha_split": (dict(sum_mode=True), original_loss("split", "exact", beta=0.3), 1),
+    "concat-none-alpha_0.3": (dict(sum_mode=False), original_loss(0.3, "none"), 1),
     "shared-dispersion-concat-exact-alpha_split": (
         dict(sum_mode=False, artifact_dispersion=False),
-        LossConfig("split", "exact"),
+        original_loss("split", "exact"),
         1,
     ),
     "qc_each-concat-reference-alpha_batch": (
         dict(sum_mode=False),
-        LossConfig("batch", "reference", beta=0.7),
+        original_loss("batch", "reference", beta=0.7),
         2,
     ),
-    "qc_each-sum-exact-alpha_split": (dict(sum_mode=True), LossConfig("split", "exact"), 2),
+    "qc_each-sum-exact-alpha_split": (dict(sum_mode=True), original_loss("split", "exact"), 2),
     "poisson-concat-exact-alpha_off": (
         dict(sum_mode=False, likelihood="poisson"),
-        LossConfig("off", "exact"),
+        original_loss("off", "exact"),
         1,
     ),
 }

@@ -22,7 +22,8 @@ from cradle_jax.evaluate.masks import mask_recovery, matched_auroc, matched_f1, 
 from cradle_jax.train import objective
 from cradle_jax.train.inputs import batch_arrays, sized_model_config, split_stats
 from cradle_jax.train.state import TrainState
-from cradle_jax.train.step import make_optimizer, make_train_step
+from cradle_jax.train.step import make_train_step
+from tests.settings import original_loss, plain_optimizer
 
 PLANTED = np.array(
     [[1, 0, 0, 0], [1, 1, 0, 0], [0, 0, 1, 0], [0, 0, 1, 1], [0, 1, 0, 0], [0, 0, 0, 1]], bool
@@ -118,7 +119,7 @@ def trained():
         mask_prior_prob=0.1,
         mask_init_logits=-2.0,
     )
-    loss_cfg = objective.LossConfig(alpha="off", cf_kl="reference", beta=0.1)
+    loss_cfg = original_loss(alpha="off", cf_kl="reference", beta=0.1)
     stats = {k: jnp.asarray(v) for k, v in split_stats(data, "train").items()}
     batches = [  # one shuffled epoch, built once and cycled (as the benchmark does)
         {k: jnp.asarray(v) for k, v in batch_arrays(batch).items()}
@@ -127,7 +128,7 @@ def trained():
     params = jax.jit(objective.init_params, static_argnames="cfg")(
         jax.random.key(0), batches[0], stats, cfg
     )
-    optimizer = make_optimizer(1e-2)
+    optimizer = plain_optimizer(1e-2)
     state = TrainState.create(params, optimizer)
     step = make_train_step(cfg, loss_cfg, optimizer)
     run_key = jax.random.key_data(jax.random.key(1))

@@ -9,8 +9,9 @@ from numpyro.infer import Trace_ELBO
 from cradle_jax.models.cradle import artifact_offset, decoder_input, guide, model
 from cradle_jax.models.sites import perturbation_offset
 from cradle_jax.train import objective
-from cradle_jax.train.objective import LossConfig, gaussian_cf_kl, site_weights
+from cradle_jax.train.objective import gaussian_cf_kl, site_weights
 from tests.models.conftest import tiny_batch, tiny_config, tiny_stats
+from tests.settings import original_loss
 
 # Compiled once per shape and config: eager NumPyro tracing is ~10x slower than compiling.
 training_loss = jax.jit(objective.training_loss, static_argnames=("cfg", "loss_cfg"))
@@ -35,7 +36,7 @@ def params(cfg, batch, stats):
 
 
 def test_plate_weights_w_and_v_match_numpy(cfg, batch, stats):
-    weights, _ = site_weights(batch, stats, cfg, LossConfig())
+    weights, _ = site_weights(batch, stats, cfg, original_loss())
     D, qc, w = (np.asarray(batch[k]) for k in ("D", "qc", "weight"))
     norm = cfg.n_particles * w.sum()
     W = (D != 0) / np.asarray(stats["obs_dosage"])[None, :]  # (B, T), §3.3
@@ -47,14 +48,14 @@ def test_plate_weights_w_and_v_match_numpy(cfg, batch, stats):
 
 def test_plate_weight_is_zero_for_a_perturbation_unobserved_in_the_split(cfg, batch, stats):
     stats = {**stats, "obs_dosage": jnp.asarray([3.0, 0.0, 4.0])}
-    weights, _ = site_weights(batch, stats, cfg, LossConfig())
+    weights, _ = site_weights(batch, stats, cfg, original_loss())
     assert weights.perturbation[1] == 0
     assert np.isfinite(np.asarray(weights.perturbation)).all()
 
 
 @pytest.mark.parametrize("mode", ["batch", "split", 0.3, "off"])
 def test_alpha_modes(cfg, batch, stats, mode):
-    weights, alpha = site_weights(batch, stats, cfg, LossConfig(alpha=mode))
+    weights, alpha = site_weights(batch, stats, cfg, original_loss(alpha=mode))
     w = np.asarray(batch["weight"])
     failed = np.asarray(batch["qc"]).max(1) > 0
     expected_alpha = {
@@ -78,28 +79,28 @@ def test_alpha_scope_cell_weights_the_whole_cell_term_with_mean_one(cfg, batch, 
     w = np.asarray(batch["weight"])
     failed = np.asarray(batch["qc"]).max(1) > 0
     norm = cfg.n_particles * w.sum()
-    weights, alpha = site_weights(batch, stats, cfg, LossConfig(alpha=mode, alpha_scope="cell"))
+    weights, alpha = site_weights(batch, stats, cfg, original_loss(alpha=mode, alpha_scope="cell"))
     a = float(alpha)
     gamma = np.where(failed, 1 - a, a)
     expected = w * gamma * w.sum() / (w * gamma).sum() / norm
     np.testing.assert_allclose(weights.cell, expected, rtol=1e-5)
     np.testing.assert_allclose(weights.reconstruction, expected, rtol=1e-5)
     assert float(weights.cell.sum()) == pytest.approx(1.0 / cfg.n_particles, rel=1e-5)
-    original, _ = site_weights(batch, stats, cfg, LossConfig(alpha=mode))
+    original, _ = site_weights(batch, stats, cfg, original_loss(alpha=mode))
     np.testing.assert_allclose(original.cell, w / norm, rtol=1e-6)
 
 
 def test_alpha_scope_cell_changes_nothing_for_families_without_artifact_path(batch, stats):
     cfg = dataclasses.replace(tiny_config(), name="sams_vae")
-    plain, _ = site_weights(batch, stats, cfg, LossConfig(alpha="split"))
-    scoped, _ = site_weights(batch, stats, cfg, LossConfig(alpha="split", alpha_scope="cell"))
+    plain, _ = site_weights(batch, stats, cfg, original_loss(alpha="split"))
+    scoped, _ = site_weights(batch, stats, cfg, original_loss(alpha="split", alpha_scope="cell"))
     np.testing.assert_allclose(scoped.cell, plain.cell)
     np.testing.assert_allclose(scoped.reconstruction, plain.reconstruction)
 
 
 def test_alpha_batch_without_fail_cells_gives_pass_cells_zero_weight(cfg, batch, stats):
     no_fail = {**batch, "qc": jnp.zeros_like(batch["qc"])}
-    weights, alpha = site_weights(no_fail, stats, cfg, LossConfig(alpha="batch"))
+    weights, alpha = site_weights(no_fail, stats, cfg, original_loss(alpha="batch"))
     assert float(alpha) == 0
     assert float(weights.reconstruction.sum()) == 0
     loss, aux = training_loss(
@@ -108,7 +109,7 @@ def test_alpha_batch_without_fail_cells_gives_pass_cells_zero_weight(cfg, batch,
         stats,
         jax.random.key(1),
         cfg,
-        LossConfig(alpha="batch"),
+        original_loss(alpha="batch"),
     )
     assert np.isfinite(float(loss))
     assert float(aux["loss_term_reconstruction"]) == 0
@@ -155,7 +156,7 @@ def test_cf_kl_forms_match_numpy(form):
 
 def test_negative_elbo_equals_numpyro_trace_elbo(cfg, batch, stats, params):
     key = jax.random.key(3)
-    loss_cfg = LossConfig(cf_kl="none")
+    loss_cfg = original_loss(cf_kl="none")
     _, aux = training_loss(params, batch, stats, key, cfg, loss_cfg)
     weights, _ = site_weights(batch, stats, cfg, loss_cfg)
     elbo_key, _ = jax.random.split(key)
@@ -167,7 +168,7 @@ def test_padding_cells_contribute_nothing(cfg, stats):
     padded, unpadded = tiny_batch(pad=3), tiny_batch(pad=0)
     params = init_params(jax.random.key(0), unpadded, stats, cfg)
     fixed = _fixed_samples(cfg)
-    for loss_cfg in (LossConfig(), LossConfig(cf_kl="exact", alpha="split")):
+    for loss_cfg in (original_loss(), original_loss(cf_kl="exact", alpha="split")):
         a, aux_a = training_loss(
             {**params, **fixed(6)}, unpadded, stats, jax.random.key(1), cfg, loss_cfg
         )
@@ -220,7 +221,7 @@ def test_a_full_pass_counts_each_global_kl_exactly_once(cfg, stats):
         jax.random.key(0), {k: jnp.asarray(v) for k, v in split.items()}, split_stats, cfg
     )
     fixed = {k: v for k, v in _fixed_samples(cfg)(8).items() if k != "z_basal"}
-    loss_cfg = LossConfig(cf_kl="none")
+    loss_cfg = original_loss(cf_kl="none")
     totals = dict.fromkeys(("mask", "E", "qc_E"), 0.0)
     order = rng.permutation(n)
     for start in range(0, n, 8):  # three batches of 8 cells, shuffled
@@ -249,7 +250,7 @@ def test_a_full_pass_counts_each_global_kl_exactly_once(cfg, stats):
 
 @pytest.mark.parametrize("form", ["reference", "exact"])
 def test_gradients_reach_mask_logits_and_both_cf_passes(cfg, batch, stats, params, form):
-    loss_cfg = LossConfig(cf_kl=form)
+    loss_cfg = original_loss(cf_kl=form)
     key = jax.random.key(5)
     # the reconstruction sees M only through its straight-through value
     _, (g, _, _) = term_and_grads(
@@ -286,7 +287,7 @@ def test_no_nan_in_edge_cases(case, sum_mode, stats):
         s["obs_qc"] = jnp.zeros_like(s["obs_qc"])
         s["fail_fraction"] = jnp.asarray(0.0)
     params = init_params(jax.random.key(0), b, s, cfg)
-    for loss_cfg in (LossConfig(), LossConfig(alpha="split", cf_kl="exact")):
+    for loss_cfg in (original_loss(), original_loss(alpha="split", cf_kl="exact")):
         loss, grads = term_and_grads(
             params, b, s, jax.random.key(1), cfg, loss_cfg, "negative_elbo"
         )
@@ -303,7 +304,7 @@ def test_genes_without_training_variance_and_huge_counts_stay_finite(cfg, stats,
     b["X"] = b["X"].at[:, :3].set(5e4)
     b["cfX"] = b["cfX"].at[:, :3].set(1e5)
     params = init_params(jax.random.key(0), b, s, cfg)
-    for loss_cfg in (LossConfig(), LossConfig(cf_kl="exact")):
+    for loss_cfg in (original_loss(), original_loss(cf_kl="exact")):
         value, grads = term_and_grads(params, b, s, jax.random.key(1), cfg, loss_cfg, term)
         assert np.isfinite(float(value))
         assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(grads))
@@ -313,9 +314,9 @@ def test_qc_mode_each_runs_with_per_criterion_weights():
     cfg = tiny_config(n_qc=2)
     b, s = tiny_batch(n_qc=2), tiny_stats(n_qc=2)
     params = init_params(jax.random.key(0), b, s, cfg)
-    loss, _ = training_loss(params, b, s, jax.random.key(1), cfg, LossConfig())
+    loss, _ = training_loss(params, b, s, jax.random.key(1), cfg, original_loss())
     assert np.isfinite(float(loss))
-    weights, _ = site_weights(b, s, cfg, LossConfig())
+    weights, _ = site_weights(b, s, cfg, original_loss())
     qc = np.asarray(b["qc"])
     np.testing.assert_allclose(
         weights.qc, (qc != 0).sum(0) / 3.0 / (cfg.n_particles * 6), rtol=1e-6
@@ -341,8 +342,8 @@ def test_bfloat16_products_keep_the_loss_and_its_gradient(cfg, batch, stats, par
     )
     for seed in range(3):
         key = jax.random.key(seed)
-        (loss32, _), grad32 = loss_and_grad(params, batch, stats, key, cfg, LossConfig())
-        (loss16, _), grad16 = loss_and_grad(params, batch, stats, key, cfg16, LossConfig())
+        (loss32, _), grad32 = loss_and_grad(params, batch, stats, key, cfg, original_loss())
+        (loss16, _), grad16 = loss_and_grad(params, batch, stats, key, cfg16, original_loss())
         assert float(loss16) != float(loss32)
         assert float(loss16) == pytest.approx(float(loss32), rel=1e-3)
         g32, g16 = (
@@ -412,7 +413,7 @@ def test_basal_dependence_ignores_spread_and_sees_a_shifted_group():
 
 def losses_without_and_with_penalty(params, batch, stats, cfg, **penalty):
     """(loss, aux) without the basal-dependence penalty and with `penalty` set, same key."""
-    base = LossConfig(cf_kl="none")
+    base = original_loss(cf_kl="none")
     key = jax.random.key(2)
     return (
         training_loss(params, batch, stats, key, cfg, base),
@@ -427,9 +428,9 @@ def test_independence_weight_adds_the_penalty_to_the_loss(cfg, batch, stats, par
     assert "basal_dependence" not in aux0
     assert float(loss1 - loss0) == pytest.approx(float(aux1["basal_dependence"]), rel=1e-4)
     with pytest.raises(ValueError, match="independence"):
-        LossConfig(independence=-1.0)
+        original_loss(independence=-1.0)
     with pytest.raises(ValueError, match="independence_groups"):
-        LossConfig(independence_groups="qc")
+        original_loss(independence_groups="qc")
     _, (_, aux2) = losses_without_and_with_penalty(
         params, batch, stats, cfg, independence=2.0, independence_groups="perturbation_and_qc"
     )

@@ -12,7 +12,8 @@ from cradle_jax.data.simulate import SimulationConfig, simulate
 from cradle_jax.train import objective
 from cradle_jax.train.inputs import batch_arrays, sized_model_config, split_stats
 from cradle_jax.train.state import TrainState
-from cradle_jax.train.step import make_optimizer, make_train_step
+from cradle_jax.train.step import make_train_step
+from tests.settings import original_loss, plain_optimizer
 
 
 @pytest.fixture(scope="module")
@@ -35,13 +36,13 @@ def trained():
         embedding_encoder_n_layers=2,
         mask_prior_prob=0.2,
     )
-    loss_cfg = objective.LossConfig(alpha="split", cf_kl="reference", beta=0.1)
+    loss_cfg = original_loss(alpha="split", cf_kl="reference", beta=0.1)
     stats = {k: jnp.asarray(v) for k, v in split_stats(data, "train").items()}
     first = batch_arrays(next(iterate_batches(data, "train", 256, seed=0)))
     params = jax.jit(objective.init_params, static_argnames="cfg")(
         jax.random.key(0), first, stats, cfg
     )
-    optimizer = make_optimizer(3e-3)
+    optimizer = plain_optimizer(3e-3)
     state = TrainState.create(params, optimizer)
     step = make_train_step(cfg, loss_cfg, optimizer)
     run_key = jax.random.key_data(jax.random.key(1))

@@ -20,9 +20,10 @@ from cradle_jax.data.errors import DataError
 from cradle_jax.train.errors import RunError
 from cradle_jax.train.inputs import batch_arrays, sized_model_config, split_stats
 from cradle_jax.train.keys import purpose_key
-from cradle_jax.train.objective import LossConfig, init_params, placeholder_inputs
+from cradle_jax.train.objective import init_params, placeholder_inputs
 from cradle_jax.train.state import TrainState
-from cradle_jax.train.step import make_optimizer, make_train_step
+from cradle_jax.train.step import make_train_step
+from tests.settings import original_loss, plain_optimizer
 
 CONTROL = "non-targeting"
 SINGLES = ("A", "B", "C", "D")
@@ -106,9 +107,9 @@ def two_training_steps(data: PerturbData, batch: dict) -> None:
     cfg = sized_model_config(data, **TINY_MODEL)
     key = jax.random.wrap_key_data(purpose_key(0, "init"))
     params = jax.jit(init_params, static_argnames="cfg")(key, *placeholder_inputs(cfg), cfg)
-    optimizer = make_optimizer(1e-3)
+    optimizer = plain_optimizer(1e-3)
     state = TrainState.create(params, optimizer)
-    step = make_train_step(cfg, LossConfig(alpha="split"), optimizer)
+    step = make_train_step(cfg, original_loss(alpha="split"), optimizer)
     stats = split_stats(data, "train")
     for _ in range(2):
         state, loss, aux = step(state, batch, stats, purpose_key(0, "train"))

@@ -5,9 +5,10 @@ import pytest
 
 from cradle_jax.models.config import ModelConfig
 from cradle_jax.train.flops import cradle_step_flops, cradle_step_layers
-from cradle_jax.train.objective import LossConfig, init_params, placeholder_inputs
+from cradle_jax.train.objective import init_params, placeholder_inputs
 from cradle_jax.train.state import TrainState
-from cradle_jax.train.step import make_optimizer, make_train_step
+from cradle_jax.train.step import make_train_step
+from tests.settings import original_loss, plain_optimizer
 
 # Widths at which the products dominate, as at the published configs (elementwise work, which
 # only XLA counts, grows with G but not with the widths).
@@ -42,10 +43,10 @@ def test_analytic_count_is_close_to_xla_cost_analysis():
     """XLA also counts elementwise work, so its count is a little higher; both within 15%."""
     batch, stats = placeholder_inputs(CFG)
     batch = {k: jax.numpy.broadcast_to(v, (B, *v.shape[1:])) for k, v in batch.items()}
-    optimizer = make_optimizer(1e-3)
+    optimizer = plain_optimizer(1e-3)
     params = init_params(jax.random.key(0), batch, stats, CFG)
     state = TrainState.create(params, optimizer)
-    step = make_train_step(CFG, LossConfig(), optimizer)
+    step = make_train_step(CFG, original_loss(), optimizer)
     run_key = jax.random.key_data(jax.random.key(1))
     xla = step.lower(state, batch, stats, run_key).compile().cost_analysis()["flops"]
     analytic = cradle_step_flops(CFG, B)

@@ -2,7 +2,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cradle_jax.train.step import make_optimizer
+from tests.settings import plain_optimizer
 
 
 def test_optimizer_clips_then_adds_coupled_decay_before_adam():
@@ -10,7 +10,7 @@ def test_optimizer_clips_then_adds_coupled_decay_before_adam():
     lr, wd, clip = 0.1, 1.0, 100.0
     params = {"w": jnp.array([0.0, -1.0, 2.0])}
     grads = {"w": jnp.array([1000.0, 1e-3, 0.0])}
-    optimizer = make_optimizer(lr, weight_decay=wd, clip_norm=clip)
+    optimizer = plain_optimizer(lr, weight_decay=wd, clip_norm=clip)
     updates, _ = optimizer.update(grads, optimizer.init(params), params)
     g = np.array([1000.0, 1e-3, 0.0])
     g = g * min(1.0, clip / np.linalg.norm(g)) + wd * np.array([0.0, -1.0, 2.0])
@@ -35,7 +35,7 @@ def test_mask_logits_take_scaled_adam_steps_and_other_parameters_do_not():
         "decoder$params": {"kernel": jnp.array([1.0, -2.0, 3.0])},
         "E_loc": jnp.array([-4.0, 5.0]),
     }
-    optimizer = make_optimizer(lr, weight_decay=0.0, mask_lr_scale=scale)
+    optimizer = plain_optimizer(lr, weight_decay=0.0, mask_lr_scale=scale)
     updates, _ = optimizer.update(grads, optimizer.init(params), params)
     np.testing.assert_allclose(updates["mask_logits"], np.full((2, 3), -scale * lr), rtol=1e-5)
     np.testing.assert_allclose(
@@ -54,7 +54,7 @@ def test_dispersions_take_their_own_scaled_adam_steps():
         "decoder$params": {"log_theta": jnp.zeros((3,)), "kernel": jnp.zeros((3,))},
     }
     grads = jax.tree_util.tree_map(lambda x: jnp.ones_like(x), params)
-    optimizer = make_optimizer(
+    optimizer = plain_optimizer(
         lr, weight_decay=0.0, mask_lr_scale=mask_scale, dispersion_lr_scale=dispersion_scale
     )
     updates, _ = optimizer.update(grads, optimizer.init(params), params)
