@@ -1,6 +1,7 @@
 """Training-split normalisation statistics and per-split obs-count vectors
 (docs/data.md#split-statistics)."""
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,15 +22,23 @@ class LogStandardizeStats:
     std: np.ndarray
 
 
+def _selected_blocks(
+    source: CountSource, cells: np.ndarray
+) -> Iterator[tuple[np.ndarray, sp.csr_matrix]]:
+    """(row indices, their counts) of the rows `cells`, block by block in row order."""
+    selected = np.zeros(source.shape[0], dtype=bool)
+    selected[cells] = True
+    for start, block in source.blocks():
+        local = np.flatnonzero(selected[start : start + block.shape[0]])
+        yield start + local, block[local]
+
+
 def log_standardize_stats(source: CountSource, cells: np.ndarray) -> LogStandardizeStats:
     """Stream the rows `cells` block by block; sums in float64 so large N stays exact enough."""
     n_genes = source.shape[1]
     total = np.zeros(n_genes, dtype=np.float64)
     total_sq = np.zeros(n_genes, dtype=np.float64)
-    selected = np.zeros(source.shape[0], dtype=bool)
-    selected[cells] = True
-    for start, block in source.blocks():
-        rows = block[np.flatnonzero(selected[start : start + block.shape[0]])]
+    for _, rows in _selected_blocks(source, cells):
         logged = np.log1p(rows.data.astype(np.float64))  # log(1 + 0) = 0: non-zeros suffice
         total += np.bincount(rows.indices, weights=logged, minlength=n_genes)
         total_sq += np.bincount(rows.indices, weights=logged * logged, minlength=n_genes)
@@ -81,13 +90,9 @@ def count_moments(
     sum_x = np.zeros(n_genes, dtype=np.float64)
     sum_x2 = np.zeros(n_genes, dtype=np.float64)
     sum_xl = np.zeros(n_genes, dtype=np.float64)
-    selected = np.zeros(source.shape[0], dtype=bool)
-    selected[cells] = True
-    for start, block in source.blocks():
-        rows = np.flatnonzero(selected[start : start + block.shape[0]])
-        picked = block[rows]
+    for rows, picked in _selected_blocks(source, cells):
         x = picked.data.astype(np.float64)
-        cell_library = np.repeat(library[start + rows].astype(np.float64), np.diff(picked.indptr))
+        cell_library = np.repeat(library[rows].astype(np.float64), np.diff(picked.indptr))
         sum_x += np.bincount(picked.indices, weights=x, minlength=n_genes)
         sum_x2 += np.bincount(picked.indices, weights=x * x, minlength=n_genes)
         sum_xl += np.bincount(picked.indices, weights=x * cell_library, minlength=n_genes)

@@ -27,6 +27,7 @@ from cradle_jax.models.sites import (
     decoder,
     encoder_input,
     normal_mlp,
+    perturbation_columns,
     perturbation_offset,
     sparse_embedding_guide,
     sparse_embedding_modules,
@@ -42,13 +43,6 @@ def decoder_width(cfg: ModelConfig) -> int:
     if not cfg.sum_mode:
         return 3 * cfg.n_latent
     return 2 * cfg.n_latent if cfg.artifact_block else cfg.n_latent
-
-
-def perturbation_columns(cfg: ModelConfig) -> tuple[int, int]:
-    """The decoder-input columns that carry the perturbation: z_p in concat mode, z_b + z_p in
-    sum mode."""
-    L = cfg.n_latent
-    return (0, L) if cfg.sum_mode else (L, 2 * L)
 
 
 def decoder_input(

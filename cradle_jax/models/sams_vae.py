@@ -16,6 +16,7 @@ from cradle_jax.models.sites import (
     cell_encoder,
     decoder,
     encoder_input,
+    perturbation_columns,
     perturbation_offset,
     sparse_embedding_guide,
     sparse_embedding_modules,
@@ -29,12 +30,6 @@ GLOBAL_SITES = ("mask", "E")
 def decoder_width(cfg: ModelConfig) -> int:
     """L (sum mode) or 2L (concat): [z_b; z_p]."""
     return cfg.n_latent if cfg.sum_mode else 2 * cfg.n_latent
-
-
-def perturbation_columns(cfg: ModelConfig) -> tuple[int, int]:
-    """The decoder-input columns that carry the perturbation: z_p (concat) or z_b + z_p (sum)."""
-    L = cfg.n_latent
-    return (0, L) if cfg.sum_mode else (L, 2 * L)
 
 
 def global_guide(cfg: ModelConfig, weights: SiteWeights):

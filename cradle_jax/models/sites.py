@@ -136,6 +136,13 @@ def decoder(cfg: ModelConfig, n_input: int, perturbation_columns: tuple[int, int
     )
 
 
+def perturbation_columns(cfg: ModelConfig) -> tuple[int, int]:
+    """The columns of CRADLE's and SAMS-VAE's decoder input that carry the perturbation: z_p of
+    [z_b; z_p; ...] in concat mode, z_b + z_p in sum mode."""
+    L = cfg.n_latent
+    return (0, L) if cfg.sum_mode else (L, 2 * L)
+
+
 def perturbation_offset(D: jax.Array, M: jax.Array, E: jax.Array) -> jax.Array:
     """dᵀ(M⊙E) per particle and cell: (B, T), (P, T, L), (P, T, L) → (P, B, L)."""
     return jnp.einsum("bt,ptl->pbl", D, M * E)

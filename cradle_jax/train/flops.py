@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from cradle_jax.models import cradle
 from cradle_jax.models.config import ModelConfig
+from cradle_jax.models.sites import perturbation_columns
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ def cradle_step_layers(cfg: ModelConfig, batch_size: int) -> list[Dense]:
         Dense("decoder/gene_logits", P * B, hd, G),
     ]
     if cfg.decoder_linear_skip:
-        start, stop = cradle.perturbation_columns(cfg)
+        start, stop = perturbation_columns(cfg)
         layers.append(Dense("decoder/skip", P * B, stop - start, hd))
     return layers
 
