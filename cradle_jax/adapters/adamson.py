@@ -6,10 +6,10 @@ Input: scPerturb's `AdamsonWeissman2016_GSM2406681_10X010.h5ad` or the authors'
 The steps are the original's, in its order (docs/data.md#adapters):
 1. QC metrics and Scrublet on all genes and all cells. The original computes them before any
    filtering, so a real cell's metrics include the genes dropped in step 2 (generated cells,
-   scored later, only have the kept genes). We keep that order: metrics already in obs (all
-   six, as in the authors' file) are carried; otherwise they are computed here, on all genes,
-   and written to obs. If one cannot be computed (Scrublet needs 100 cells), none is written
-   and the loader computes all six on the kept genes.
+   scored later, only have the kept genes: docs/metrics.md#qc-basis). We keep that order:
+   metrics already in obs (all six in the authors' file) are carried; the missing ones are
+   computed here, on all genes, and written to obs. One that cannot be computed (Scrublet
+   needs 100 cells) is not written, and the loader computes it on the kept genes.
 2. Drop genes detected in fewer than 20 cells (counted over all cells, `*` cells included).
 3. Drop cells whose perturbation is `*`.
 4. Drop cells with a missing value in any obs column of the input (counted per column).
@@ -27,8 +27,9 @@ import scipy.sparse as sp
 from cradle_jax.adapters import common
 from cradle_jax.data.config import data_config
 from cradle_jax.data.counts import InMemoryCounts
-from cradle_jax.data.dataset import qc_metrics_of
 from cradle_jax.data.errors import DataError
+from cradle_jax.data.qc import QC_METRICS
+from cradle_jax.data.qc_sources import qc_metrics_of
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ def prepare(adata: ad.AnnData) -> ad.AnnData:
     if PERTURBATION not in obs.columns:
         raise DataError(f"{ADAPTER}: obs has no {PERTURBATION!r} column")
     qc = common.carried_qc(obs, ADAPTER)
-    if qc is None:
+    if qc is None or len(qc.columns) < len(QC_METRICS):
         qc = _qc_on_all_genes(adata, counts)
 
     detected = np.asarray((counts > 0).sum(axis=0)).ravel()
@@ -91,14 +92,13 @@ def _missing_values(obs: pd.DataFrame, among: np.ndarray) -> tuple[np.ndarray, s
 
 
 def _qc_on_all_genes(adata: ad.AnnData, counts: sp.csr_matrix) -> pd.DataFrame | None:
-    """The six QC metrics computed on every gene of the input, or None if one is unavailable."""
-    config = data_config()
-    metrics = qc_metrics_of(adata, InMemoryCounts(counts), config, QC_SEED)
+    """The QC metrics obs has and the others computed on every gene of the input; None if
+    none is available. One that cannot be computed is left to the loader (logged)."""
+    metrics = qc_metrics_of(adata, InMemoryCounts(counts), data_config(), QC_SEED)
     if metrics.unavailable:
         log.warning(
             "%s: QC metrics not written (%s); the loader computes them on the kept genes",
             ADAPTER,
             "; ".join(f"{m}: {why}" for m, why in metrics.unavailable.items()),
         )
-        return None
-    return metrics.table
+    return metrics.table if len(metrics.table.columns) else None

@@ -64,23 +64,31 @@ def raw_counts(adata: ad.AnnData, adapter: str) -> sp.csr_matrix:
     return counts
 
 
-def carried_qc(obs: pd.DataFrame, adapter: str) -> pd.DataFrame | None:
-    """The six QC metric columns of obs when it has all of them, else None.
+def carried_qc(
+    obs: pd.DataFrame, adapter: str, not_ours: Mapping[str, str] | None = None
+) -> pd.DataFrame | None:
+    """The QC metric columns obs has, all six or some; None when it has none.
 
-    The loader reads QC metrics from obs only when all six are there and otherwise computes all
-    six from the counts; a partial set is left behind because it may mean something else (in
-    the sc-pert Norman file `UMI_count` counts guide UMIs, in Replogle's it sums all genes).
+    The loader uses the metrics obs has and computes only the missing ones
+    (docs/data.md#qc-metrics). `not_ours` maps a metric that the input layout, when it lacks
+    some of the six, uses for something else to why (in the sc-pert Norman file `UMI_count`
+    counts guide UMIs); such a column is left behind.
     """
     present = [metric for metric in QC_METRICS if metric in obs.columns]
-    if len(present) == len(QC_METRICS):
-        return obs[list(QC_METRICS)].copy()
-    if present:
+    if len(present) < len(QC_METRICS):
+        for metric, meaning in (not_ours or {}).items():
+            if metric in present:
+                present.remove(metric)
+                log.info("%s: obs %r not carried: %s", adapter, metric, meaning)
+    if not present:
+        return None
+    if len(present) < len(QC_METRICS):
         log.info(
-            "%s: obs has only some QC metrics (%s); not carried, the loader computes all six",
+            "%s: QC metrics %s carried from obs; the loader computes the others",
             adapter,
             ", ".join(present),
         )
-    return None
+    return obs[present].copy()
 
 
 def binary_values(column: pd.Series) -> np.ndarray | None:
@@ -112,7 +120,8 @@ def assemble(
     """The new AnnData of the data contract from the kept cells and genes of `adata`.
 
     `labels` (N,) and the `extra_obs` columns (kept as the papers' own annotation) are over all
-    input cells; `var` replaces `adata.var` (same rows). Cell and gene names are made unique
+    input cells; `var` replaces `adata.var` (same rows); `qc` holds the QC metric columns to
+    carry, all six or some (`carried_qc`). Cell and gene names are made unique
     (the loader refuses duplicates). Raises DataError when nothing, or no control or no
     perturbed cell, is left.
     """
@@ -141,9 +150,8 @@ def assemble(
         {"perturbation": pd.Categorical(kept_labels)},
         index=_unique(adata.obs_names[cells], "cell", adapter),
     )
-    if qc is not None:
-        for metric in QC_METRICS:
-            obs[metric] = qc[metric].to_numpy()[cells]
+    for metric in [] if qc is None else qc.columns:
+        obs[metric] = qc[metric].to_numpy()[cells]
     for name, values in (extra_obs or {}).items():
         obs[name] = pd.Categorical(np.asarray(values, dtype=str)[cells])
     var = (adata.var if var is None else var).iloc[np.flatnonzero(genes)].copy()

@@ -1,7 +1,7 @@
 """Check an adapter's result against the data contract and say what it holds.
 
-The checks are the loader's cheap ones (raw counts, unique names, perturbation labels, QC columns
-when all six are present), run before anything is written, so that what `cradle-jax prepare`
+The checks are the loader's cheap ones (raw counts, unique names, perturbation labels, the QC
+columns that are present), run before anything is written, so that what `cradle-jax prepare`
 writes is a file the loader accepts, whichever adapter (built-in or the user's) made it.
 """
 
@@ -14,7 +14,8 @@ from cradle_jax.adapters.common import CONTROL_LABEL, PROVENANCE_KEY, SEPARATOR
 from cradle_jax.data.counts import InMemoryCounts, check_counts
 from cradle_jax.data.errors import DataError
 from cradle_jax.data.perturbations import read_labels
-from cradle_jax.data.qc import qc_metrics_from_obs
+from cradle_jax.data.qc import QC_METRICS
+from cradle_jax.data.qc_sources import qc_metrics_from_obs
 
 
 def check_contract(adata: ad.AnnData) -> dict:
@@ -40,7 +41,7 @@ def check_contract(adata: ad.AnnData) -> dict:
         "combinations": int((n_members >= 2).sum()),
         "combination_cells": int(n_cells[n_members >= 2].sum()),
         "control_cells": int(n_cells[n_members == 0].sum()),
-        "qc_metrics_in_obs": qc_metrics_from_obs(adata.obs) is not None,
+        "qc_metrics_in_obs": _carried(adata.obs),
         "dropped_cells": dict(provenance.get("dropped_cells", {})),
         "dropped_genes": dict(provenance.get("dropped_genes", {})),
     }
@@ -52,7 +53,7 @@ def describe(summary: dict) -> str:
         f"{summary['cells']} cells x {summary['genes']} genes; {summary['perturbations']} "
         f"perturbations, {summary['combinations']} combinations ({summary['combination_cells']} "
         f"cells), {summary['control_cells']} control cells; QC metrics "
-        + ("carried in obs." if summary["qc_metrics_in_obs"] else "computed when loaded.")
+        + _qc_text(summary["qc_metrics_in_obs"])
     )
     for what in ("cells", "genes"):
         dropped = summary[f"dropped_{what}"]
@@ -60,3 +61,17 @@ def describe(summary: dict) -> str:
             text += f" Dropped {what}: " + "; ".join(f"{n} {why}" for why, n in dropped.items())
             text += "."
     return text
+
+
+def _carried(obs: pd.DataFrame) -> list[str]:
+    """The QC metrics obs carries, validated as the loader does (numeric and finite values)."""
+    metrics = qc_metrics_from_obs(obs)
+    return [] if metrics is None else list(metrics.table.columns)
+
+
+def _qc_text(carried: list[str]) -> str:
+    if len(carried) == len(QC_METRICS):
+        return "carried in obs."
+    if carried:
+        return f"{', '.join(carried)} carried in obs, the others computed when loaded."
+    return "computed when loaded."

@@ -16,6 +16,8 @@ controls); a disagreement is an error, since one of the two annotations is then 
 `guide_identity` is kept in obs, and beside it `treatment`, the original's label (guide_identity,
 `non-targeting` for cells without a guide): the original splits pairs and groups counterfactual
 references by it, and `--config.data.reference_group_key=treatment` reproduces its groups.
+QC metric columns in obs are carried, except that a file without all six (sc-pert's layout)
+keeps guide UMIs in `UMI_count`, which is left behind.
 """
 
 import logging
@@ -32,6 +34,7 @@ log = logging.getLogger(__name__)
 ADAPTER = "Norman adapter"
 IDENTITY = "guide_identity"
 _NOT_GUIDES = (IDENTITY, "guide_ids")
+GUIDE_UMIS = "in the sc-pert layout it counts guide UMIs, not the cell's transcripts"
 
 
 def guide_columns(obs: pd.DataFrame) -> list[str]:
@@ -67,7 +70,7 @@ def prepare(adata: ad.AnnData) -> ad.AnnData:
         adata,
         counts,
         labels[pattern_of_cell],
-        qc=common.carried_qc(adata.obs, ADAPTER),
+        qc=common.carried_qc(adata.obs, ADAPTER, not_ours={"UMI_count": GUIDE_UMIS}),
         extra_obs=extra,
     )
 

@@ -7,6 +7,7 @@ from absl import flags
 from cradle_jax.data import qc
 from cradle_jax.data.config import data_config
 from cradle_jax.data.dataset import PerturbData, load_perturb_data
+from cradle_jax.evaluate.qc_rate import generated_criteria
 
 _DATA = data_config()
 DATA = flags.DEFINE_string("data", None, "inspect: the .h5ad to read")
@@ -20,6 +21,12 @@ SPLIT = flags.DEFINE_enum(
     "split", _DATA.split, ["random", "combinations", "column"], "how cells are split"
 )
 QC_THRESHOLD = flags.DEFINE_integer("qc_threshold", _DATA.qc_threshold, "MAD multiplier t")
+QC_COLUMNS = flags.DEFINE_string(
+    "qc_columns",
+    "",
+    "obs columns of QC metrics spelled differently, e.g. 'UMI_count=total_counts,ngenes=n_genes' "
+    "(data.qc_columns); metrics obs lacks are computed",
+)
 BACKED = flags.DEFINE_bool("backed", _DATA.backed, "read counts from disk by row blocks")
 AS_JSON = flags.DEFINE_bool("json", False, "inspect: print the summary as JSON")
 
@@ -37,12 +44,14 @@ def run(seed: int) -> None:
         separator=SEPARATOR.value,
         split=SPLIT.value,
         qc_threshold=QC_THRESHOLD.value,
+        qc_columns=QC_COLUMNS.value or None,
         backed=BACKED.value,
     )
     data = load_perturb_data(config.path, config, seed)
     summary = data.summary()
     summary["qc_fail_fraction_by_threshold"] = _fail_fractions(data)
     summary["qc_thresholds"] = data.qc_thresholds.to_dict()
+    summary["qc_generated_cells"] = generated_criteria(data.qc_thresholds)
     print(json.dumps(summary, indent=2) if AS_JSON.value else _report(summary))
 
 
@@ -74,6 +83,13 @@ def _report(summary: dict) -> str:
         + ", ".join(summary["qc_columns"]),
     ]
     lines += [f"  not available: {m} ({why})" for m, why in summary["qc_unavailable"].items()]
+    lines.append(
+        "QC criteria: where the real cells' values come from; how generated cells are judged"
+    )
+    for metric, source in summary["qc_sources"].items():
+        judged = summary["qc_generated_cells"].get(metric, "not judged")
+        judged = "not judged" if source.startswith("unavailable") else judged
+        lines.append(f"  {metric:<18} {source}; generated cells: {judged}")
     fractions = summary["qc_fail_fraction_by_threshold"]
     thresholds = summary["qc_thresholds"]["thresholds"]
     criteria = list(fractions["3"])

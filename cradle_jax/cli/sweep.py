@@ -53,7 +53,8 @@ def parse_set(texts: list[str], base: ml_collections.ConfigDict) -> dict[str, ob
         except SweepError as err:
             raise SweepError(f"--set {err}") from err
         try:
-            values[key] = PARSERS[type(current)].parse(raw)
+            # an unset text field (data.qc_columns) holds None until given a value
+            values[key] = PARSERS[str if current is None else type(current)].parse(raw)
         except (KeyError, ValueError) as err:
             kind = {bool: "true or false", int: "an int", float: "a number"}.get(type(current))
             raise flags.ValidationError(f"--set {key}={raw}: expected {kind}") from err

@@ -6,7 +6,6 @@ per-split obs-count vectors.
 """
 
 import dataclasses
-import logging
 import warnings
 from pathlib import Path
 
@@ -36,13 +35,9 @@ from cradle_jax.data.perturbations import (
     non_assignment_labels,
     read_labels,
 )
-from cradle_jax.data.seeding import host_rng
+from cradle_jax.data.qc_sources import qc_metrics_of
 from cradle_jax.data.statistics import LogStandardizeStats, ObsCounts, log_standardize_stats
 from cradle_jax.data.statistics import obs_counts as count_obs
-
-log = logging.getLogger(__name__)
-
-QC_BLOCK = 20_000  # cells per QC-metric / Scrublet block (exact kNN grows ~ n^2)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,6 +80,7 @@ class PerturbData:
             "perturbations": self.vocabulary.size,
             "treatments": len(np.unique(self.labels)),
             "qc_metrics_source": self.qc_metrics.source,
+            "qc_sources": self.qc_metrics.criterion_sources(),
             "qc_unavailable": dict(self.qc_metrics.unavailable),
             "qc_columns": list(self.qc_columns),
             "qc_fail_fraction": float(fail.mean()),
@@ -176,7 +172,7 @@ def _load(
     )
     treatments, treatment_of_cell = np.unique(labels, return_inverse=True)
     dosage = vocab.dosage(treatments.tolist())[treatment_of_cell]
-    metrics = qc_metrics_of(adata, counts, config, seed)
+    metrics = qc_metrics_of(adata, counts, config, seed, matrix_basis=True)
     thresholds = qc_rules.fit_thresholds(metrics)
     flags = qc_rules.qc_flags(metrics.table, thresholds, config.qc_threshold)
     qc_matrix, qc_columns = qc_matrix_of(flags, config.qc_mode)
@@ -216,13 +212,15 @@ def _load(
 
 def _compact(metrics: qc_rules.QCMetrics) -> qc_rules.QCMetrics:
     """The metrics as kept after the flags are made (for plots and `inspect`): rows by position,
-    continuous columns in float32. A name index would keep every cell name alive, and float64
-    would double the largest per-cell table."""
+    continuous columns in float32, and so the matrix-genes metrics beside them when some came
+    from obs (the real side of plots against generated cells, docs/metrics.md#qc-basis). A name
+    index would keep every cell name alive, and float64 would double the largest table."""
     table = pd.DataFrame(index=pd.RangeIndex(len(metrics.table)))
     for column in metrics.table.columns:  # one column at a time: no second copy of the table
         values = metrics.table.pop(column).to_numpy()
         table[column] = values.astype(np.float32) if values.dtype == np.float64 else values
-    return dataclasses.replace(metrics, table=table)
+    matrix = None if metrics.matrix is None else _compact(metrics.matrix)
+    return dataclasses.replace(metrics, table=table, matrix=matrix)
 
 
 def count_source(adata: ad.AnnData, layer: str) -> CountSource:
@@ -259,48 +257,6 @@ def _check_names(duplicated_cells: pd.Index, gene_names: pd.Index) -> None:
                 f"duplicate {what} names: {len(extra)} names occur more than once "
                 f"(e.g. {shown}); call adata.{fix}()"
             )
-
-
-def qc_metrics_of(
-    adata: ad.AnnData | BackedH5ad,
-    counts: CountSource,
-    config: ml_collections.ConfigDict,
-    seed: int,
-) -> qc_rules.QCMetrics:
-    """QC metrics of every cell: from obs when all six are there, else computed by row block."""
-    from_obs = qc_rules.qc_metrics_from_obs(adata.obs)
-    if from_obs is not None:
-        return from_obs
-    present = [m for m in qc_rules.QC_METRICS if m in adata.obs.columns]
-    if present:
-        log.warning("obs has only some QC metrics (%s); computing all six", ", ".join(present))
-    # Equal row blocks of at most QC_BLOCK cells, so a backed file is never loaded whole and no
-    # small tail block is too small for Scrublet, which runs per block as it would per sample.
-    n_cells = counts.shape[0]
-    blocks = np.array_split(np.arange(n_cells), -(-n_cells // QC_BLOCK))
-    block_seeds = host_rng(seed, "qc").integers(0, 2**31, size=len(blocks))
-    parts = [
-        qc_rules.compute_qc_metrics(
-            counts.rows(rows),
-            adata.var_names,
-            adata.obs_names[rows],
-            seed=int(block_seed),
-            doublets=config.qc_doublets,
-        )
-        for rows, block_seed in zip(blocks, block_seeds, strict=True)
-    ]
-    unavailable = {}
-    for part in parts:
-        unavailable.update(part.unavailable)
-    columns = [m for m in qc_rules.QC_METRICS if m not in unavailable]
-    table = pd.concat([part.table[columns] for part in parts])
-    scores = [part.doublet_threshold for part in parts if part.doublet_threshold is not None]
-    return qc_rules.QCMetrics(
-        table=table,
-        unavailable=unavailable,
-        source="computed",
-        doublet_threshold=float(np.mean(scores)) if scores else None,
-    )
 
 
 def qc_matrix_of(flags: pd.DataFrame, mode: str) -> tuple[np.ndarray, tuple[str, ...]]:

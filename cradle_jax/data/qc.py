@@ -1,14 +1,15 @@
 """QC metrics and MAD-rule flags (docs/data.md#qc-metrics, docs/data.md#qc-rules).
 
-Metrics come from obs when a file ships all six, otherwise from scanpy's `calculate_qc_metrics`
-and Scrublet. Thresholds are fitted once on all real cells and reused unchanged to score generated
-cells. Sign convention: a flag of 1/True means the cell FAILED that criterion.
+Metrics come from obs where a file ships them (`data/qc_sources.py`), otherwise from scanpy's
+`calculate_qc_metrics` and Scrublet. Thresholds are fitted once on all real cells and reused
+unchanged to score generated cells, on the genes those cells have (docs/metrics.md#qc-basis).
+Sign convention: a flag of 1/True means the cell FAILED that criterion.
 """
 
 import logging
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Self
 
 import numpy as np
@@ -40,7 +41,6 @@ _FAIL_BELOW = frozenset({"UMI_count", "ngenes"})  # the others fail above their 
 # Scrublet's 30 principal components and kNN doublet scores are meaningless on a handful of
 # cells (on 40 homogeneous cells it calls every one a doublet), so fewer cells get no doublet call.
 MIN_SCRUBLET_CELLS = 100
-_BOOL_TEXT = {"true": True, "false": False, "1": True, "0": False, "1.0": True, "0.0": False}
 
 
 def gene_pattern_masks(var_names: Sequence[str]) -> dict[str, np.ndarray]:
@@ -57,57 +57,32 @@ class QCMetrics:
     """Per-cell QC metrics: the available columns of QC_METRICS, in that order.
 
     `predicted_doublet` is bool, the others float64; `unavailable` maps each metric that could
-    not be computed to a one-line reason; `source` is "obs" or "computed". `doublet_threshold`
-    is the Scrublet doublet-score threshold the call used (the mean over row blocks), None where
-    the call came from obs or Scrublet set none.
+    not be computed to a one-line reason. `source` says where the metrics came from as a whole
+    ("obs", "computed" or "obs+computed"), `sources` per metric ("obs:<column>" or "computed";
+    a metric it does not name takes `source`'s). `doublet_threshold` is the Scrublet
+    doublet-score threshold the call used (the mean over row blocks), None where the call came
+    from obs or Scrublet set none. `matrix` holds, when some metric came from obs, the same
+    cells' metrics computed over the matrix's genes: the basis generated cells are scored on
+    (docs/metrics.md#qc-basis).
     """
 
     table: pd.DataFrame
     unavailable: dict[str, str]
     source: str
     doublet_threshold: float | None = None
+    sources: dict[str, str] = field(default_factory=dict)
+    matrix: "QCMetrics | None" = None
 
-
-def qc_metrics_from_obs(obs: pd.DataFrame) -> QCMetrics | None:
-    """The six QC metrics from obs, validated; None unless all six columns are present."""
-    if any(metric not in obs.columns for metric in QC_METRICS):
-        return None
-    table = pd.DataFrame(  # one block per column: consolidating would copy the whole table
-        {metric: _numeric_column(obs, metric) for metric in _CONTINUOUS},
-        index=obs.index,
-        copy=False,
-    )
-    table["predicted_doublet"] = _bool_column(obs, "predicted_doublet")
-    return QCMetrics(table=table, unavailable={}, source="obs")
-
-
-def _numeric_column(obs: pd.DataFrame, name: str) -> np.ndarray:
-    column = obs[name]
-    if not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
-        raise DataError(f"obs column {name!r} must be numeric, got dtype {column.dtype}")
-    values = column.to_numpy(dtype=np.float64, na_value=np.nan)
-    bad = ~np.isfinite(values)
-    if bad.any():
-        raise DataError(
-            f"obs column {name!r} has {bad.sum()} missing or infinite values "
-            f"(first at cell {obs.index[bad][0]!r})"
-        )
-    return values
-
-
-def _bool_column(obs: pd.DataFrame, name: str) -> np.ndarray:
-    """True/False, 1/0 or their text forms; anything else (NaN included) is an error."""
-    column = obs[name]
-    if column.dtype == bool:
-        return column.to_numpy()
-    values = [_BOOL_TEXT.get(str(value).strip().lower()) for value in column.astype(object)]
-    bad = [i for i, value in enumerate(values) if value is None]
-    if bad:
-        raise DataError(
-            f"obs column {name!r} must be boolean; cell {obs.index[bad[0]]!r} has "
-            f"{column.iloc[bad[0]]!r} ({len(bad)} such cells)"
-        )
-    return np.asarray(values, dtype=bool)
+    def criterion_sources(self) -> dict[str, str]:
+        """Where each metric came from: "obs:<column>", "computed" or "unavailable: <reason>"."""
+        result = {}
+        for metric in QC_METRICS:
+            if metric in self.table.columns:
+                default = f"obs:{metric}" if self.source == "obs" else "computed"
+                result[metric] = self.sources.get(metric, default)
+            elif metric in self.unavailable:
+                result[metric] = f"unavailable: {self.unavailable[metric]}"
+        return result
 
 
 def compute_qc_metrics(
@@ -212,13 +187,26 @@ class QCThresholds:
     on a generated set calls its own share of doublets whatever the cells (1.8 % of real
     artifact-free cells in chunks of 510), which alone would make generated cells fail more.
     `doublet_score` is the Scrublet score threshold of the real call, which generated cells are
-    called by too (None where the call came from obs: generated cells then get Scrublet's own).
+    called by too (None where the call came from obs; `generated_basis` then holds Scrublet's
+    threshold over the matrix's genes, or, in files written before it, generated cells get
+    Scrublet's own). `sources` records where each real metric came from
+    (`QCMetrics.criterion_sources`).
+    `generated_basis`, when some real metric came from obs, holds the thresholds fitted on the
+    real cells' metrics computed over the matrix's genes, which generated cells are scored
+    against instead (docs/metrics.md#qc-basis).
     """
 
     medians: dict[str, float]
     mads: dict[str, float]
     doublets: bool = True
     doublet_score: float | None = None
+    sources: dict[str, str] = field(default_factory=dict)
+    generated_basis: "QCThresholds | None" = None
+
+    def for_generated_cells(self) -> "QCThresholds":
+        """The thresholds generated cells are scored against: on the genes they have
+        (docs/decisions.md#qc-basis-of-generated-cells)."""
+        return self if self.generated_basis is None else self.generated_basis
 
     def threshold(self, metric: str, t: float) -> float:
         """med − t·MAD for UMI_count/ngenes (fail below), med + t·MAD for pct_* (fail above)."""
@@ -238,6 +226,10 @@ class QCThresholds:
                 str(t): {metric: self.threshold(metric, t) for metric in self.medians}
                 for t in QC_MULTIPLIERS
             },
+            "sources": dict(self.sources),
+            "generated_basis": (
+                None if self.generated_basis is None else self.generated_basis.to_dict()
+            ),
         }
 
     @classmethod
@@ -245,20 +237,33 @@ class QCThresholds:
         """Inverse of to_dict (the derived thresholds are recomputed, not read).
 
         Files written before `doublets` was recorded always scored the doublet call: True;
-        before `doublet_score` was, generated cells got Scrublet's own threshold: None.
+        before `doublet_score` was, generated cells got Scrublet's own threshold: None; before
+        `sources` and `generated_basis` were, the sources are unknown ({}) and generated cells
+        are scored against the real thresholds (None).
         """
         if set(d["medians"]) != set(d["mads"]):
             raise DataError("QC thresholds: 'medians' and 'mads' name different metrics")
+        basis = d.get("generated_basis")
         return cls(
             medians={k: float(v) for k, v in d["medians"].items()},
             mads={k: float(v) for k, v in d["mads"].items()},
             doublets=bool(d.get("doublets", True)),
             doublet_score=None if d.get("doublet_score") is None else float(d["doublet_score"]),
+            sources={str(k): str(v) for k, v in d.get("sources", {}).items()},
+            generated_basis=None if basis is None else cls.from_dict(basis),
         )
 
 
 def fit_thresholds(metrics: QCMetrics) -> QCThresholds:
-    """Median and MAD of every available continuous metric over all cells of the table."""
+    """Median and MAD of every available continuous metric over all cells of the table, with
+    each metric's source; when `metrics.matrix` is there, the same fitted on it as the
+    generated cells' basis (docs/metrics.md#qc-basis)."""
+    basis = None if metrics.matrix is None else fit_thresholds(metrics.matrix)
+    thresholds = _fitted(metrics, warn_doublets=basis is None)
+    return replace(thresholds, sources=metrics.criterion_sources(), generated_basis=basis)
+
+
+def _fitted(metrics: QCMetrics, warn_doublets: bool) -> QCThresholds:
     if len(metrics.table) == 0:
         raise DataError("no cells to fit QC thresholds on")
     medians, mads = {}, {}
@@ -269,7 +274,7 @@ def fit_thresholds(metrics: QCMetrics) -> QCThresholds:
             mads[metric] = float(np.median(np.abs(values - medians[metric])))
     table = metrics.table
     doublets = "predicted_doublet" in table.columns and bool(table["predicted_doublet"].any())
-    if "predicted_doublet" in table.columns and not doublets:
+    if "predicted_doublet" in table.columns and not doublets and warn_doublets:
         log.warning(
             "Scrublet called no cell a doublet: the doublet call is not used as a QC criterion "
             "for cells scored against these data (generated cells)"

@@ -113,7 +113,7 @@ def _annotated(bundle, counts, cell_labels, labels, names, seed, doublets, prove
     """Cells as AnnData with their QC metrics and provenance in uns['cradle_jax']."""
     metrics = generated_qc(
         counts, cell_labels, bundle.gene_names, seed=seed, doublets=doublets,
-        doublet_threshold=bundle.qc_thresholds.doublet_score,
+        doublet_threshold=bundle.qc_thresholds.for_generated_cells().doublet_score,
     )  # fmt: skip
     obs = metrics.table.copy()
     obs.insert(0, "perturbation", pd.Categorical(cell_labels.astype(str), categories=labels))

@@ -5,9 +5,11 @@ A model that separates artifacts from biology should generate cells that pass th
 the data it was trained on. The metrics of generated cells come from the same recipe as real
 cells (`cradle_jax.data.qc.compute_qc_metrics`: scanpy + Scrublet on CPU); the flags use the
 thresholds fitted on all real cells, never thresholds refitted on the generated cells, which
-would pass a fixed fraction of any cell set by construction. Pass rates count passing cells
-explicitly (docs/decisions.md#qc-pass-rate-counted): all-pass gives 1.0, and a majority of fails
-is never reported as the pass rate.
+would pass a fixed fraction of any cell set by construction. Where a real metric came from obs
+(over genes the model does not have), its threshold is fitted on the real cells' same metric
+over the model's genes, so both sides are measured alike (docs/metrics.md#qc-basis). Pass rates
+count passing cells explicitly (docs/decisions.md#qc-pass-rate-counted): all-pass gives 1.0,
+and a majority of fails is never reported as the pass rate.
 """
 
 import logging
@@ -31,6 +33,7 @@ from cradle_jax.data.qc import (
 
 log = logging.getLogger(__name__)
 
+UNAVAILABLE = "unavailable: "  # how `QCMetrics.criterion_sources` marks a missing metric
 N_CHUNKS = 10  # Scrublet runs on tenths of the generated set (docs/metrics.md#qc-pass-rate)
 
 
@@ -213,9 +216,54 @@ def score_generated_cells(
     doublets: bool = True,
     ts: Sequence[float] = QC_MULTIPLIERS,
 ) -> tuple[QCMetrics, dict]:
-    """`generated_qc` then `qc_pass_rates` with the real-data `thresholds`: (metrics, rates)."""
+    """`generated_qc` then `qc_pass_rates` against the real data's `thresholds` on the genes
+    generated cells have (`QCThresholds.for_generated_cells`, docs/metrics.md#qc-basis):
+    (metrics, rates); rates["basis"] says how each criterion was judged and
+    rates["real_sources"] where the real cells' values came from."""
+    basis = thresholds.for_generated_cells()
     metrics = generated_qc(
         counts, labels, gene_names, seed=seed, n_chunks=n_chunks, doublets=doublets,
-        doublet_threshold=thresholds.doublet_score,
+        doublet_threshold=basis.doublet_score,
     )  # fmt: skip
-    return metrics, qc_pass_rates(metrics, labels, thresholds, ts)
+    rates = qc_pass_rates(metrics, labels, basis, ts)
+    rates["basis"] = generated_criteria(thresholds)
+    rates["real_sources"] = dict(thresholds.sources)
+    return metrics, rates
+
+
+def generated_criteria(thresholds: QCThresholds) -> dict[str, str]:
+    """How generated cells are judged on each QC metric (docs/metrics.md#qc-basis): by "the
+    real thresholds", by "thresholds refitted over the model's genes" (the real values came
+    from obs), or "not judged: <reason>"; metrics in the order of `thresholds.sources`."""
+    basis = thresholds.for_generated_cells()
+    sources = thresholds.sources or {
+        metric: "source not recorded" for metric in QC_METRICS if _judged(thresholds, metric)
+    }
+    result = {}
+    for metric, source in sources.items():
+        if source.startswith(UNAVAILABLE):
+            result[metric] = f"not judged: {source.removeprefix(UNAVAILABLE)}"
+        elif _judged(basis, metric):
+            refitted = basis is not thresholds and source.startswith("obs:")
+            result[metric] = (
+                "thresholds refitted over the model's genes" if refitted else "the real thresholds"
+            )
+        else:
+            result[metric] = f"not judged: {_why_not(basis, metric)}"
+    return result
+
+
+def _judged(thresholds: QCThresholds, metric: str) -> bool:
+    """Whether cells scored against `thresholds` are judged by `metric` (as `qc_flags` does)."""
+    if metric == "predicted_doublet":
+        return thresholds.doublets
+    return metric in thresholds.medians
+
+
+def _why_not(basis: QCThresholds, metric: str) -> str:
+    where = basis.sources.get(metric, "")
+    if where.startswith(UNAVAILABLE):
+        return f"cannot be computed over the model's genes ({where.removeprefix(UNAVAILABLE)})"
+    if metric == "predicted_doublet":
+        return "the real cells' doublet call flags no cell"
+    return "no threshold fitted on the real cells"

@@ -61,9 +61,10 @@ def test_labels_dropped_cells_and_genes_and_loading(tmp_path):
         "missing values in obs (read count 2)": 2,
     }
     assert provenance["dropped_genes"] == {"detected in fewer than 20 cells": 2}
-    # Scrublet needs 100 cells: no complete metric set, so none is written
-    assert not set(QC_METRICS) & set(prepared.obs.columns)
+    # Scrublet needs 100 cells: the doublet call is not written, the loader computes it
+    assert [m for m in QC_METRICS if m in prepared.obs.columns] == list(QC_METRICS[:-1])
     data = load_prepared(prepared, tmp_path)
+    assert data.qc_metrics.criterion_sources()["ngenes"] == "obs:ngenes"
     assert data.vocabulary.singles == ("ATF6", "SPI1", "XBP1")
 
 

@@ -5,6 +5,7 @@ import pytest
 import scipy.sparse as sp
 
 from cradle_jax.adapters import norman
+from cradle_jax.adapters.contract import check_contract, describe
 from cradle_jax.data.errors import DataError
 from cradle_jax.data.qc import QC_METRICS
 from tests.adapters.conftest import GENES, cell_names, load_prepared, poisson_counts, qc_columns
@@ -76,6 +77,23 @@ def test_qc_columns_are_carried_when_all_six_are_there(tmp_path):
     for metric in QC_METRICS:
         np.testing.assert_array_equal(prepared.obs[metric].to_numpy(), adata.obs[metric].to_numpy())
     assert load_prepared(prepared, tmp_path).qc_metrics.source == "obs"
+
+
+def test_a_partial_qc_set_is_carried_without_the_guide_umi_count(tmp_path):
+    adata, _ = norman_input(with_qc=True)
+    adata.obs["UMI_count"] = np.arange(adata.n_obs, dtype=float) + 30  # sc-pert's guide UMIs
+    adata.obs = adata.obs.drop(columns=["pct_counts_ribo", "predicted_doublet"])
+    prepared = norman.prepare(adata)
+    carried = [m for m in QC_METRICS if m in prepared.obs.columns]
+    assert carried == ["ngenes", "pct_counts_mt", "pct_counts_hb"]
+    np.testing.assert_array_equal(prepared.obs["ngenes"], adata.obs["ngenes"])
+    summary = check_contract(prepared)
+    assert "ngenes, pct_counts_mt, pct_counts_hb carried in obs, the others computed" in (
+        describe(summary)
+    )
+    sources = load_prepared(prepared, tmp_path).qc_metrics.criterion_sources()
+    assert sources["UMI_count"] == "computed"
+    assert sources["ngenes"] == "obs:ngenes"
 
 
 def test_identity_that_disagrees_with_the_guide_columns_is_an_error():

@@ -57,8 +57,12 @@ def test_labels_genes_and_loading(tmp_path):
     assert prepared.var_names.tolist() == [*GENES[:-1], "GENE7-1"]
     assert prepared.var["gene_id"].tolist() == adata.var_names.tolist()
     np.testing.assert_array_equal(prepared.X.toarray(), adata.X)
-    assert "UMI_count" not in prepared.obs
+    # a partial QC set is carried: the loader uses it and computes the rest
+    np.testing.assert_array_equal(prepared.obs["UMI_count"], adata.obs["UMI_count"])
     data = load_prepared(prepared, tmp_path, reference_group_key="gene")
+    assert data.qc_metrics.criterion_sources()["UMI_count"] == "obs:UMI_count"
+    assert data.qc_metrics.criterion_sources()["ngenes"] == "computed"
+    assert data.qc_thresholds.for_generated_cells().medians["UMI_count"] < 12000
     assert data.vocabulary.size == 3
     assert all("+" not in single for single in data.vocabulary.singles)
 

@@ -64,6 +64,34 @@ def test_backed_loading_equals_in_memory(config, tmp_path, settings, qc_in_obs):
     backed.counts.close()
 
 
+def test_backed_loading_takes_partial_and_renamed_obs_metrics(config, tmp_path):
+    """Some QC metrics in obs (one under another name), the rest computed: read one column at
+    a time from disk, the same metrics, sources and thresholds as in memory."""
+    adata = make_adata(labels_with_pairs(25))
+    obs = adata.obs.drop(columns=["pct_counts_ribo", "pct_counts_hb", "predicted_doublet"])
+    adata.obs = obs.rename(columns={"UMI_count": "total_umis"})
+    adata.obs["total_umis"] *= 5  # whole-transcriptome counts, beyond the matrix's genes
+    config.update(qc_columns="UMI_count=total_umis", qc_doublets=False)
+    in_memory, backed = _both(adata, config, tmp_path)
+    pd.testing.assert_frame_equal(backed.qc_metrics.table, in_memory.qc_metrics.table)
+    assert backed.qc_thresholds == in_memory.qc_thresholds
+    assert backed.summary() == in_memory.summary()
+    assert backed.summary()["qc_sources"] == {
+        "UMI_count": "obs:total_umis",
+        "ngenes": "obs:ngenes",
+        "pct_counts_mt": "obs:pct_counts_mt",
+        "pct_counts_ribo": "unavailable: no gene matches ^RP[SL]",
+        "pct_counts_hb": "unavailable: no gene matches ^HB[^(P)]",
+        "predicted_doublet": "unavailable: doublet calling switched off",
+    }
+    np.testing.assert_array_equal(
+        backed.qc_metrics.table["UMI_count"], adata.obs["total_umis"].astype(np.float32)
+    )
+    basis = backed.qc_thresholds.for_generated_cells()
+    assert basis.medians["UMI_count"] == np.median(np.asarray(adata.X.sum(1)).ravel())
+    backed.counts.close()
+
+
 def test_medians_on_disk_match_medians_of_the_draws_across_chunks(config, tmp_path, monkeypatch):
     """Pools bigger than one dense chunk are written in several appends; every cell's row is
     still the lower median of its own draws."""

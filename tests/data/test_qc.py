@@ -267,40 +267,6 @@ def test_real_thresholds_score_generated_cells():
     assert qc.pass_rate(flags) == 0.5
 
 
-def test_qc_metrics_from_obs():
-    obs = metric_table()
-    obs["perturbation"] = "non-targeting"
-    obs["UMI_count"] = obs["UMI_count"].astype(int)
-    obs["predicted_doublet"] = obs["predicted_doublet"].map({True: "True", False: "False"})
-    metrics = qc.qc_metrics_from_obs(obs)
-    assert metrics.source == "obs"
-    assert metrics.unavailable == {}
-    assert list(metrics.table.columns) == list(qc.QC_METRICS)
-    assert metrics.table["UMI_count"].dtype == np.float64
-    np.testing.assert_array_equal(
-        metrics.table["predicted_doublet"], metric_table()["predicted_doublet"]
-    )
-    assert qc.qc_metrics_from_obs(obs.drop(columns=["pct_counts_hb"])) is None
-    assert qc.qc_metrics_from_obs(obs[["perturbation"]]) is None
-
-
-@pytest.mark.parametrize(
-    ("column", "value"),
-    [("pct_counts_mt", np.nan), ("ngenes", np.inf), ("predicted_doublet", None)],
-)
-def test_qc_metrics_from_obs_rejects_missing_values(column, value):
-    obs = metric_table().astype({"predicted_doublet": object})
-    obs.loc["cell3", column] = value
-    with pytest.raises(DataError, match=f"'{column}'.*cell3"):
-        qc.qc_metrics_from_obs(obs)
-
-
-def test_qc_metrics_from_obs_rejects_text_metric():
-    obs = metric_table().astype({"UMI_count": str})
-    with pytest.raises(DataError, match="'UMI_count' must be numeric"):
-        qc.qc_metrics_from_obs(obs)
-
-
 def test_thresholds_round_trip_through_json():
     thresholds = qc.fit_thresholds(qc.QCMetrics(metric_table(), {}, "obs"))
     d = json.loads(json.dumps(thresholds.to_dict()))

@@ -5,7 +5,7 @@ from absl import flags
 
 from cradle_jax.cli.sweep import parse_set
 from cradle_jax.config import default_config
-from cradle_jax.sweep.spec import MAX_NAME, SweepError, load_sweep, run_name
+from cradle_jax.sweep.spec import MAX_NAME, SweepError, apply_overrides, load_sweep, run_name
 from tests.sweep.conftest import cradle_jax, write_sweep_file
 
 
@@ -60,6 +60,13 @@ def test_set_values_are_parsed_by_the_fields_type():
         parse_set(["data.qc_threshold=four"], default_config())
     with pytest.raises(SweepError, match=r"did you mean 'data\.path'"):
         parse_set(["data.pth=x.h5ad"], default_config())
+
+
+def test_an_unset_text_field_takes_text():
+    values = parse_set(["data.qc_columns=UMI_count=total_counts"], default_config())
+    assert values == {"data.qc_columns": "UMI_count=total_counts"}
+    config = apply_overrides(default_config(), values)
+    assert config.data.qc_columns == "UMI_count=total_counts"
 
 
 def test_the_command_refuses_a_bad_sweep_before_any_run_starts(tmp_path):
