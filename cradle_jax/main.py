@@ -23,6 +23,7 @@ from cradle_jax.cli import (
     train,
 )
 from cradle_jax.cli.help import subcommand_help, wants_help
+from cradle_jax.cli.setting_flags import message_for
 from cradle_jax.data.errors import DataError
 from cradle_jax.train.errors import RunError
 from cradle_jax.xla_flags import tune_cpu_backend
@@ -77,7 +78,9 @@ def main(argv: list[str]) -> None:
             sweep.run()
         elif command == "aggregate":
             sweep.run_aggregate(positional[0] if positional else None)
-    except (DataError, RunError, flags.ValidationError, OSError) as err:
+    except DataError as err:
+        _fail(command, message_for(command, err))
+    except (RunError, flags.ValidationError, OSError) as err:
         _fail(command, str(err))
 
 

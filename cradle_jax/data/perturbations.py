@@ -92,11 +92,15 @@ def read_labels(
     Raises DataError for a missing column, missing values, or a control label that no cell has.
     """
     if not separator:
-        raise DataError("data.separator is empty: set the text that joins singles, e.g. '+'")
+        raise DataError(
+            "the separator is empty: it is the text that joins singles, e.g. '+'",
+            setting="data.separator",
+        )
     if column not in obs.columns:
         raise DataError(
             f"perturbation column {column!r} not in obs "
-            f"(columns: {', '.join(map(str, obs.columns))})"
+            f"(columns: {', '.join(map(str, obs.columns))})",
+            setting="data.perturbation_key",
         )
     raw = obs[column]
     n_missing = int(raw.isna().sum())
@@ -113,8 +117,8 @@ def read_labels(
         shown = ", ".join(repr(u) for u in uniques[:5])
         raise DataError(
             f"control label {control_label!r} not found in column {column!r} "
-            f"(values include {shown}); set data.control_label (train: "
-            "--config.data.control_label=LABEL; inspect: --control_label LABEL)"
+            f"(values include {shown})",
+            setting="data.control_label",
         )
     singles = tuple(sorted({m for p in parsed for m in p}))
     if not singles:

@@ -2,8 +2,13 @@
 
 import logging
 
-from tests.reliability.builders import tiny_adata, write
+import pytest
+
+from cradle_jax.cli.setting_flags import message_for
+from cradle_jax.data.errors import DataError
+from tests.reliability.builders import FAST, tiny_adata, write
 from tests.reliability.harness import assert_user_error, run_cli
+from tests.train.conftest import cli_overrides
 
 
 def test_a_failed_guide_assignment_label_is_flagged_by_inspect(tmp_path, caplog):
@@ -26,11 +31,43 @@ def test_a_clean_file_has_no_such_warning(tmp_path):
     assert "failed guide assignment" not in outcome.out
 
 
-def test_a_missing_control_label_names_the_flag_of_each_command(tmp_path):
+@pytest.mark.parametrize(
+    ("command", "fix", "not_named"),
+    [
+        ("inspect", "; give --control_label=VALUE", "--config."),
+        ("train", "; give --config.data.control_label=VALUE", "give --control_label"),
+        ("predict", "; the --real file must follow the model's data.control_label", "give"),
+    ],
+)
+def test_a_missing_control_label_names_the_flag_of_the_command_run(
+    command, fix, not_named, exported, tmp_path
+):
     data = write(tiny_adata(10, labels=("ctrl", "A", "B")), tmp_path / "d.h5ad")
-    outcome = run_cli("inspect", f"--data={data}")
-    assert_user_error(outcome, "control label 'non-targeting' not found", "--control_label")
-    assert "--config.data.control_label" in outcome.error_lines[0]
+    args = {
+        "inspect": [f"--data={data}"],
+        "train": [*cli_overrides(data, **FAST), f"--workdir={tmp_path / 'run'}"],
+        "predict": [f"--export={exported}", "--perturbations=A", f"--real={data}",
+                    f"--out={tmp_path / 'p.h5ad'}", f"--real_out={tmp_path / 'r.h5ad'}"],
+    }[command]  # fmt: skip
+    outcome = run_cli(command, *args)
+    assert_user_error(outcome, "control label 'non-targeting' not found", fix)
+    assert not_named not in outcome.error_lines[0]
+
+
+@pytest.mark.parametrize(
+    ("command", "fix"),
+    [
+        ("sweep", "give --set data.control_label=VALUE (or set it in the sweep file)"),
+        ("evaluate", "the run was trained with this data.control_label (its config.json)"),
+        ("export", "the run was trained with this data.control_label (its config.json)"),
+        ("prepare", "the prepared file must follow the data contract"),
+    ],
+)
+def test_every_command_says_how_it_sets_a_data_field(command, fix):
+    err = DataError("control label 'x' not found", setting="data.control_label")
+    assert str(err) == "control label 'x' not found; set data.control_label"
+    assert message_for(command, err).startswith(f"control label 'x' not found; {fix}")
+    assert message_for(command, DataError("no setting")) == "no setting"
 
 
 def test_the_readme_adapter_example_drops_unassigned_cells(tmp_path):
