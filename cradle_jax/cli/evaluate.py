@@ -6,6 +6,7 @@ import ml_collections
 from absl import flags
 
 from cradle_jax.cli.common import EXPORT, WORKDIR
+from cradle_jax.evaluate.cell_splits import write_cell_splits
 from cradle_jax.evaluate.export import load_export
 from cradle_jax.evaluate.run import evaluate, report, write_results
 from cradle_jax.evaluate.workdir import evaluate_workdir, settings_with
@@ -53,6 +54,8 @@ def run(out: str | None) -> None:
     metrics, tables, _ = evaluate(
         bundle, reference, evaluation_settings(bundle), seed=bundle.config.seed
     )
+    if reference.cell_splits is not None:
+        write_cell_splits(reference.cell_splits, directory)
     path = write_results(metrics, tables, directory)
     print(report(metrics))
     print(f"wrote {path} (plots need the training data: evaluate --workdir)")

@@ -80,17 +80,14 @@ def model_ate(
     return (means[1:] - means[0]).astype(np.float32)
 
 
-def label_means(
-    data: PerturbData, labels: list[str], cells: np.ndarray
+def group_means(
+    data: PerturbData, group: np.ndarray, n_groups: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(len(labels), G) float64 mean evaluation-scale expression of each label's cells among the
-    selected `cells` (N,) bool, streamed block by block (NaN for a label without such cells),
-    and the number of cells behind each row."""
-    row_of = {label: i for i, label in enumerate(labels)}
-    group = np.array([row_of.get(label, -1) for label in data.labels])
-    group[~cells] = -1
-    n_per_group = np.bincount(group[group >= 0], minlength=len(labels))
-    sums = np.zeros((len(labels), len(data.gene_names)))
+    """(n_groups, G) float64 mean evaluation-scale expression of the cells of each group, given
+    each cell's group (N,) int (−1: none), streamed block by block (NaN for an empty group), and
+    the number of cells behind each row."""
+    n_per_group = np.bincount(group[group >= 0], minlength=n_groups)
+    sums = np.zeros((n_groups, len(data.gene_names)))
     for start, block in data.counts.blocks():
         rows = slice(start, start + block.shape[0])
         members = group[rows] >= 0
@@ -100,11 +97,28 @@ def label_means(
         x.data = np.log2(1.0 + x.data)
         indicator = sp.csr_matrix(
             (np.ones(members.sum()), (group[rows][members], np.arange(members.sum()))),
-            shape=(len(labels), members.sum()),
+            shape=(n_groups, members.sum()),
         )
         sums += np.asarray((indicator @ x).todense())
     with np.errstate(invalid="ignore", divide="ignore"):
         return sums / n_per_group[:, None], n_per_group
+
+
+def label_rows(data: PerturbData, labels: list[str]) -> np.ndarray:
+    """(N,) int row of each cell's label in `labels`, −1 for a cell of another label."""
+    row_of = {label: i for i, label in enumerate(labels)}
+    return np.array([row_of.get(label, -1) for label in data.labels])
+
+
+def label_means(
+    data: PerturbData, labels: list[str], cells: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(len(labels), G) float64 mean evaluation-scale expression of each label's cells among the
+    selected `cells` (N,) bool (NaN for a label without such cells), and the number of cells
+    behind each row."""
+    group = label_rows(data, labels)
+    group[~cells] = -1
+    return group_means(data, group, len(labels))
 
 
 def data_ate(data: PerturbData, labels: list[str], qc_pass: bool = True) -> np.ndarray:

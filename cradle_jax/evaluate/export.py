@@ -4,8 +4,9 @@ A `.cradle` file is an uncompressed NumPy .npz holding the parameters (one array
 keyed by its path), the normalisation statistics, the data side of the evaluation (labels, data
 ATE, planted truth when simulated, test IWELBO) and a JSON record (format version, config,
 architecture, vocabulary, genes, QC thresholds, library versions). No pickled objects: any NumPy
-reads it. Written atomically. The non-learned baselines' ATE tables ride along (absent in
-exports older than them, which still load).
+reads it. Written atomically. The non-learned baselines' ATE tables, each split's own data ATE,
+each cell's split by name and the real cells' library sizes for the QC pass rate ride along
+(absent in exports older than them, which still load).
 """
 
 import json
@@ -18,6 +19,7 @@ import numpy as np
 
 from cradle_jax import atomic
 from cradle_jax.data.statistics import LogStandardizeStats
+from cradle_jax.evaluate.cell_splits import CellSplits
 from cradle_jax.evaluate.run import DataReference
 from cradle_jax.train.bundle import ModelBundle, bundle_from_meta, library_versions, param_shapes
 from cradle_jax.train.checkpoints import check_param_shapes
@@ -26,6 +28,8 @@ from cradle_jax.train.errors import RunError
 FORMAT_VERSION = 1
 _SEP = "/"
 BASELINE_PREFIX = "reference/baseline/"
+SPLIT_ATE_PREFIX = "reference/data_ate_split/"
+QC_LIBRARY_KEY = "reference/qc_library_sizes"
 
 
 def _flatten(params: dict, prefix: str = "") -> dict[str, np.ndarray]:
@@ -82,6 +86,12 @@ def export_model(bundle: ModelBundle, reference: DataReference, out: str | os.Pa
             arrays[f"reference/true_top{k}"] = top
     for name, table in reference.baseline_ate.items():
         arrays[f"{BASELINE_PREFIX}{name}"] = table
+    for split, table in reference.data_ate_by_split.items():
+        arrays[f"{SPLIT_ATE_PREFIX}{split}"] = table
+    if reference.cell_splits is not None:
+        arrays.update(reference.cell_splits.arrays())
+    if reference.qc_library_sizes is not None:
+        arrays[QC_LIBRARY_KEY] = reference.qc_library_sizes
     arrays["meta"] = np.array(json.dumps(meta))
     with atomic.replacing(out) as tmp, open(tmp, "wb") as handle:
         np.savez(handle, **arrays)  # a handle: savez would append .npz to a path
@@ -134,10 +144,14 @@ def _from_export(
         test_iwelbo=ref["test_iwelbo"],
         true_ate=true_ate,
         true_top={k: arrays[f"reference/true_top{k}"] for k in ref["true_top_ks"]} or None,
-        baseline_ate={
-            name[len(BASELINE_PREFIX) :]: table
-            for name, table in arrays.items()
-            if name.startswith(BASELINE_PREFIX)
-        },
+        baseline_ate=_prefixed(arrays, BASELINE_PREFIX),
+        data_ate_by_split=_prefixed(arrays, SPLIT_ATE_PREFIX),
+        cell_splits=CellSplits.from_arrays(arrays),
+        qc_library_sizes=arrays.get(QC_LIBRARY_KEY),
     )
     return bundle, reference
+
+
+def _prefixed(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
+    """The arrays whose key starts with `prefix`, keyed by the rest of it."""
+    return {key[len(prefix) :]: value for key, value in arrays.items() if key.startswith(prefix)}

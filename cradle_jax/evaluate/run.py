@@ -1,11 +1,11 @@
 """`cradle-jax evaluate`: every metric of docs/metrics.md for a trained model, to metrics.json.
 
-Model ATE from generated artifact-free cells, data ATE from the QC-pass cells of every split,
-their agreement per split (all/train/val/test; full and top-20 Pearson and R², Jaccard@20/50),
-the QC pass rate of generated cells under the real data's thresholds at t = 3, 4, 5 (at ℓ = 10⁴
-and at the real median library size), the test IWELBO, and, for simulated data, the agreement
-with the planted truth. Every random draw comes from the run's seed, so evaluating the same
-model twice gives the same numbers.
+Model ATE from generated artifact-free cells, data ATE from QC-pass cells, their agreement per
+column (all/train/val/test, each against the reference of docs/metrics.md#columns; full and
+top-20 Pearson and R², Jaccard@20/50), the QC pass rate of generated cells under the real data's
+thresholds at t = 3, 4, 5 (at the real cells' depth, and at ℓ = 10⁴), the test IWELBO, and, for
+simulated data, the agreement with the planted truth. Every random draw comes from the run's
+seed, so evaluating the same model twice gives the same numbers.
 """
 
 import math
@@ -18,14 +18,20 @@ import pandas as pd
 
 from cradle_jax import atomic
 from cradle_jax.data.dataset import PerturbData
-from cradle_jax.data.splits import SPLIT_CODES
 from cradle_jax.evaluate import plots
-from cradle_jax.evaluate.ate import data_ate, model_ate
-from cradle_jax.evaluate.generate import EVAL_LIBRARY, generate_cells
+from cradle_jax.evaluate.ate import model_ate
+from cradle_jax.evaluate.cell_splits import CellSplits, cell_splits_of
 from cradle_jax.evaluate.latent import basal_latents
 from cradle_jax.evaluate.metrics import split_ate_metrics, truth_metrics
-from cradle_jax.evaluate.qc_rate import score_generated_cells
+from cradle_jax.evaluate.qc_depth import PAPER_LABEL, qc_results, real_depths
 from cradle_jax.evaluate.simple_baselines import baseline_ates
+from cradle_jax.evaluate.split_reference import (
+    COLUMNS,
+    by_cells,
+    column_legend,
+    data_ate_by_split,
+    labels_by_split,
+)
 from cradle_jax.train.bundle import ModelBundle, library_versions
 from cradle_jax.train.iwelbo import split_iwelbo
 from cradle_jax.train.keys import purpose_key
@@ -34,18 +40,8 @@ from cradle_jax.train.mesh import data_mesh, replicate
 METRICS_NAME = "metrics.json"
 PLOTS_DIR = "plots"
 TABLES_NAME = "ate_tables.npz"
-SPLITS = ("all", "train", "val", "test")
+SPLITS = COLUMNS
 HEADLINE = ("ATE_pearsonr", "ATE_r2", "ATE_pearsonr_top20", "jaccard_sim_top20")
-
-
-def labels_by_split(data: PerturbData) -> dict[str, list[str]]:
-    """The treatment labels (control excluded) with at least one cell in each split."""
-    control = data.vocabulary.control_label
-    result = {"all": sorted(set(data.labels) - {control})}
-    for split in SPLITS[1:]:
-        observed = set(data.labels[data.split == SPLIT_CODES[split]])
-        result[split] = sorted(observed - {control})
-    return result
 
 
 def _json_safe(value):
@@ -60,31 +56,19 @@ def _json_safe(value):
     return value
 
 
-def _generated_qc(bundle, labels, n_cells, library, eval_cfg, seed, purpose):
-    """Generate `n_cells` per label (control included) at `library`: QC metrics and rates."""
-    dosage = bundle.vocabulary.dosage(labels).toarray()
-    cells = generate_cells(
-        bundle.params, bundle.cfg, dosage, n_cells, purpose_key(seed, purpose),
-        library=library, chunk=eval_cfg.ate_chunk,
-    )  # fmt: skip
-    counts = cells.reshape(-1, cells.shape[-1])
-    cell_labels = np.repeat(np.asarray(labels, dtype=object), n_cells)
-    metrics, rates = score_generated_cells(
-        counts, cell_labels, bundle.gene_names, bundle.qc_thresholds,
-        seed=seed, doublets=eval_cfg.qc_doublets,
-    )  # fmt: skip
-    return metrics.table.assign(perturbation=cell_labels), rates
-
-
 @dataclass(frozen=True)
 class DataReference:
     """What evaluation needs from the dataset: computed from it, or read from an export.
 
-    labels (K,) the treatment labels (control excluded); data_ate (K, G) on QC-pass cells;
-    true_ate and true_top (planted DE sets, k → (K, k)) for simulated data; test_iwelbo of the
-    model on the test cells (a model metric, but it needs the cells, so it travels here);
-    baseline_ate: name → (K, G) ATE predicted by each non-learned baseline (see
-    `simple_baselines`), empty for exports written before they existed.
+    labels (K,) the treatment labels (control excluded); data_ate (K, G) on all QC-pass cells;
+    data_ate_by_split: split → (K, G) on that split's QC-pass cells alone, the reference of its
+    column for a split by cells (empty for a split by perturbations, and for exports written
+    before it: every column then compares with data_ate); cell_splits: each cell's split by
+    name; qc_library_sizes (n,) of the real QC-pass cells of the headline split, which cells
+    generated for the QC pass rate draw their depth from; true_ate and true_top (planted DE
+    sets, k → (K, k)) for simulated data; test_iwelbo of the model on the test cells (a model
+    metric, but it needs the cells, so it travels here); baseline_ate: name → (K, G) ATE
+    predicted by each non-learned baseline (see `simple_baselines`).
     """
 
     labels: list[str]
@@ -97,6 +81,9 @@ class DataReference:
     true_ate: np.ndarray | None = None
     true_top: dict[int, np.ndarray] | None = None
     baseline_ate: dict[str, np.ndarray] = field(default_factory=dict)
+    data_ate_by_split: dict[str, np.ndarray] = field(default_factory=dict)
+    cell_splits: CellSplits | None = None
+    qc_library_sizes: np.ndarray | None = None
 
 
 def data_reference(
@@ -107,9 +94,12 @@ def data_reference(
     seed: int,
     truth: dict | None = None,
 ) -> DataReference:
-    """The data side of the evaluation of `bundle` on `data` (and its planted truth, if any)."""
-    split_labels = labels_by_split(data)
-    labels = split_labels["all"]
+    """The data side of the evaluation of `bundle` on `data`, read from the run's data file
+    (and its planted truth, if any)."""
+    labels = labels_by_split(data)["all"]
+    tables, present = data_ate_by_split(data, labels)
+    cells = by_cells(bundle.config.data.split)
+    headline = "test" if bundle.config.data.split == "combinations" else "all"
     true_ate = true_top = test_iwelbo = None
     if truth is not None:
         true_labels = [str(label) for label in truth["labels"]]
@@ -125,16 +115,30 @@ def data_reference(
         )  # fmt: skip
     return DataReference(
         labels=labels,
-        labels_by_split=split_labels,
-        headline_split="test" if bundle.config.data.split == "combinations" else "all",
-        data_ate=data_ate(data, labels, qc_pass=True),
+        labels_by_split=present if cells else labels_by_split(data),
+        headline_split=headline,
+        data_ate=tables.pop("all"),
         real_median_library=float(np.median(data.library_size)),
         real_pass_rate=float(np.mean(data.qc.max(axis=1) == 0)),
         test_iwelbo=test_iwelbo,
         true_ate=true_ate,
         true_top=true_top,
         baseline_ate=baseline_ates(data, labels),
+        data_ate_by_split=tables if cells else {},
+        cell_splits=cell_splits_of(bundle.config.data.path, data.split),
+        qc_library_sizes=real_depths(data, headline),
     )
+
+
+def split_metrics(reference: DataReference, table: np.ndarray) -> dict[str, float | None]:
+    """The ATE metrics of a predicted table (K, G) per column, each against its own reference
+    (docs/metrics.md#columns), keyed `<metric>-<column>`."""
+    labels = np.asarray(reference.labels)
+    metrics = {}
+    for split, members in reference.labels_by_split.items():
+        observed = reference.data_ate_by_split.get(split, reference.data_ate)
+        metrics.update(split_ate_metrics(observed, table, labels, {split: members}))
+    return metrics
 
 
 def evaluate(
@@ -145,32 +149,28 @@ def evaluate(
     seed: int,
 ) -> tuple[dict, dict[str, np.ndarray], pd.DataFrame]:
     """All metrics of one model against its data reference, JSON-ready (NaN and inf become
-    null); the ATE tables they compare: labels (K,), model_ate and data_ate (K, G); and the QC
-    metrics of the generated cells at ℓ = 10⁴ (with their `perturbation`)."""
+    null); the ATE tables they compare: labels (K,), model_ate, data_ate and data_ate_<split>
+    (K, G); and the QC metrics of the cells generated at the real depth (with `perturbation`)."""
     labels = reference.labels
     model = model_ate(
         bundle.params, bundle.cfg, bundle.vocabulary, labels, purpose_key(seed, "evaluate/ate"),
         n_particles=eval_cfg.ate_particles, chunk=eval_cfg.ate_chunk,
         from_means=eval_cfg.ate_from_means,
     )  # fmt: skip
-    observed = reference.data_ate
+    split_mode = bundle.config.data.split
     metrics = {
-        "ate": split_ate_metrics(observed, model, np.asarray(labels), reference.labels_by_split)
+        "ate": split_metrics(reference, model),
+        "columns": column_legend(split_mode, bool(reference.data_ate_by_split)),
     }
     if reference.true_ate is not None:
         metrics["truth"] = truth_metrics(reference.true_ate, model, reference.true_top)
         metrics["truth_by_split"] = _truth_by_split(reference, model)
-    qc_labels = [bundle.vocabulary.control_label, *labels]
-    generated, rates = _generated_qc(
-        bundle, qc_labels, eval_cfg.qc_cells, EVAL_LIBRARY, eval_cfg, seed, "evaluate/qc"
-    )
-    _, rates_at_median = _generated_qc(
-        bundle, qc_labels, eval_cfg.qc_cells, reference.real_median_library, eval_cfg, seed,
-        "evaluate/qc_med",
+    qc, generated = qc_results(
+        bundle, labels, reference.qc_library_sizes, reference.real_median_library,
+        reference.headline_split, eval_cfg, seed=seed,
     )  # fmt: skip
     metrics["qc"] = {
-        "library_1e4": rates,
-        "library_real_median": rates_at_median,
+        **qc,
         "real_median_library": reference.real_median_library,
         "real_pass_rate_t3": reference.real_pass_rate,
     }
@@ -180,15 +180,17 @@ def evaluate(
     metrics["headline"] = {
         "split": split,
         **{name: metrics["ate"][f"{name}-{split}"] for name in HEADLINE},
-        "qc_pass_rate_t3": metrics["qc"]["library_1e4"]["qc_pass_rate_t3"],
+        "qc_pass_rate_t3": qc["depth_matched"]["qc_pass_rate_t3"],
+        "qc_pass_rate_t3_library_1e4": qc["library_1e4"]["qc_pass_rate_t3"],
     }
     metrics["versions"] = {"trained_with": bundle.versions, "evaluated_with": library_versions()}
     metrics["baselines"] = {}
     for name, table in reference.baseline_ate.items():
-        ate = split_ate_metrics(observed, table, np.asarray(labels), reference.labels_by_split)
+        ate = split_metrics(reference, table)
         headline = {metric: ate[f"{metric}-{split}"] for metric in HEADLINE}
         metrics["baselines"][name] = {"headline": headline, "ate": ate}
-    tables = {"labels": np.asarray(labels), "model_ate": model, "data_ate": observed}
+    tables = {"labels": np.asarray(labels), "model_ate": model, "data_ate": reference.data_ate}
+    tables.update({f"data_ate_{s}": t for s, t in reference.data_ate_by_split.items()})
     tables.update({f"baseline_{name}_ate": t for name, t in reference.baseline_ate.items()})
     return _json_safe(metrics), tables, generated
 
@@ -260,11 +262,13 @@ def _number(value) -> str:
 
 
 def report(metrics: dict) -> str:
-    """The headline row (docs/metrics.md#headline) and every ATE metric per split, as text."""
+    """The headline row (docs/metrics.md#headline), every ATE metric per column with what each
+    column compares with, the QC pass rates, and the baselines' and planted truth's rows."""
     head = metrics["headline"]
+    scores = ", ".join(f"{name} {_number(head[name])}" for name in (*HEADLINE, "qc_pass_rate_t3"))
     lines = [
-        f"headline ({head['split']} split): "
-        + ", ".join(f"{name} {_number(head[name])}" for name in (*HEADLINE, "qc_pass_rate_t3")),
+        f"headline ({head['split']} split): {scores} (at the real depth; "
+        f"{PAPER_LABEL} {_number(head.get('qc_pass_rate_t3_library_1e4'))})",
         "",
         f"{'metric':<22}" + "".join(f"{split:>10}" for split in SPLITS),
     ]
@@ -272,19 +276,9 @@ def report(metrics: dict) -> str:
     for name in names:
         row = "".join(f"{_number(metrics['ate'].get(f'{name}-{s}')):>10}" for s in SPLITS)
         lines.append(f"{name:<22}{row}")
-    qc = metrics["qc"]
-    lines.append("")
-    for key, title in (("library_1e4", "ℓ = 10⁴"), ("library_real_median", "real median ℓ")):
-        rates = ", ".join(f"t={t} {_number(qc[key][f'qc_pass_rate_t{t}'])}" for t in (3, 4, 5))
-        lines.append(f"QC pass rate of generated cells ({title}): {rates}")
-    lines.append(f"QC pass rate of real cells (t=3): {_number(qc['real_pass_rate_t3'])}")
-    criteria = [name.removeprefix("qc_") for name in qc["library_1e4"].get("criteria", [])]
-    unused = (
-        ""
-        if "predicted_doublet" in criteria
-        else ("; no doublet call (Scrublet could not fit one on the real cells or called none)")
-    )
-    lines.append(f"QC criteria of generated cells: {', '.join(criteria) or 'none'}{unused}")
+    lines.append("columns (reference: the real cells whose data ATE a column compares with):")
+    lines += [f"  {split}: {text}" for split, text in metrics["columns"].items()]
+    lines += ["", *_qc_lines(metrics["qc"])]
     if "test_iwelbo" in metrics:
         lines.append(f"test IWELBO: {metrics['test_iwelbo']:.4f}")
     for name, baseline in metrics.get("baselines", {}).items():
@@ -297,3 +291,27 @@ def report(metrics: dict) -> str:
         scores = ", ".join(f"{key} {_number(value)}" for key, value in values.items())
         lines.append(f"planted truth ({split} split): {scores}")
     return "\n".join(lines)
+
+
+def _qc_lines(qc: dict) -> list[str]:
+    """The QC pass rates of generated cells (at the real depth, then at ℓ = 10⁴) and of real
+    cells, and the criteria they were judged by."""
+    depth = qc["depth"]
+    titles = {
+        "depth_matched": f"at the real depth ({depth['drawn_from']}; median library "
+        f"{depth['real_median']:.0f} real, {depth['generated_median']:.0f} generated)",
+        "library_1e4": PAPER_LABEL,
+    }
+    lines = []
+    for key, title in titles.items():
+        rates = ", ".join(f"t={t} {_number(qc[key][f'qc_pass_rate_t{t}'])}" for t in (3, 4, 5))
+        lines.append(f"QC pass rate of generated cells {title}: {rates}")
+    lines.append(f"QC pass rate of real cells (t=3): {_number(qc['real_pass_rate_t3'])}")
+    criteria = [name.removeprefix("qc_") for name in qc["depth_matched"].get("criteria", [])]
+    unused = (
+        ""
+        if "predicted_doublet" in criteria
+        else "; no doublet call (Scrublet could not fit one on the real cells or called none)"
+    )
+    lines.append(f"QC criteria of generated cells: {', '.join(criteria) or 'none'}{unused}")
+    return lines

@@ -1,9 +1,10 @@
 """Evaluate a trained workdir in place: what `cradle-jax evaluate --workdir` and sweeps run.
 
 Reads the run's model and its training data, scores it (`evaluate.run`), and writes the plots,
-ate_tables.npz and, last, metrics.json into the workdir: metrics.json exists only once the whole
-evaluation is done, which is how a sweep tells a finished run. One function, so that a sweep
-evaluating its runs in-process produces exactly what the command does.
+cell_splits.csv (each cell's split, by name), ate_tables.npz and, last, metrics.json into the
+workdir: metrics.json exists only once the whole evaluation is done, which is how a sweep tells
+a finished run. One function, so that a sweep evaluating its runs in-process produces exactly
+what the command does.
 """
 
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ import numpy as np
 
 from cradle_jax.data.dataset import PerturbData, load_perturb_data
 from cradle_jax.data.simulate import load_truth
+from cradle_jax.evaluate.cell_splits import write_cell_splits
 from cradle_jax.evaluate.config import eval_settings
 from cradle_jax.evaluate.run import data_reference, evaluate, write_plots, write_results
 from cradle_jax.train.bundle import ModelBundle, load_workdir
@@ -69,5 +71,6 @@ def evaluate_workdir(
     )
     metrics, tables, generated = evaluate(bundle, reference, settings, seed=seed)
     figures = write_plots(bundle, data, tables, generated, workdir, seed=seed) if plots else []
+    write_cell_splits(reference.cell_splits, workdir)
     path = write_results(metrics, tables, workdir)
     return WorkdirEvaluation(metrics=metrics, path=path, figures=figures)

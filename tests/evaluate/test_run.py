@@ -17,13 +17,19 @@ from tests.train.conftest import ROOT
 
 
 @pytest.fixture(scope="module")
-def evaluated(trained):
+def evaluation(trained):
+    """The data, and what `evaluate` returns: metrics, tables and the QC cells' metrics."""
     bundle = load_workdir(trained)
     data = load_perturb_data(bundle.config.data.path, bundle.config.data, bundle.config.seed)
     truth_path = bundle.config.data.path.replace(".h5ad", ".truth.npz")
     truth = dict(np.load(truth_path, allow_pickle=True))
     reference = data_reference(bundle, data, bundle.config.eval, seed=0, truth=truth)
-    metrics, tables, _ = evaluate(bundle, reference, bundle.config.eval, seed=0)
+    return data, evaluate(bundle, reference, bundle.config.eval, seed=0)
+
+
+@pytest.fixture(scope="module")
+def evaluated(evaluation):
+    metrics, tables, _ = evaluation[1]
     return metrics, tables
 
 
@@ -35,7 +41,7 @@ def test_every_metric_is_reported_per_split_with_the_headline_on_test(evaluated)
             assert f"{name}-{split}" in metrics["ate"]
     assert metrics["headline"]["split"] == "test"
     assert metrics["headline"]["ATE_pearsonr"] == metrics["ate"]["ATE_pearsonr-test"]
-    for key in ("library_1e4", "library_real_median"):
+    for key in ("depth_matched", "library_1e4"):
         for t in (3, 4, 5):
             assert 0.0 <= metrics["qc"][key][f"qc_pass_rate_t{t}"] <= 1.0
     assert np.isfinite(metrics["test_iwelbo"])
@@ -44,7 +50,7 @@ def test_every_metric_is_reported_per_split_with_the_headline_on_test(evaluated)
     }  # fmt: skip
     text = report(metrics)
     assert text.startswith("headline (test split): ATE_pearsonr")
-    criteria = metrics["qc"]["library_1e4"]["criteria"]
+    criteria = metrics["qc"]["depth_matched"]["criteria"]
     line = next(x for x in text.splitlines() if x.startswith("QC criteria of generated cells"))
     assert all(name.removeprefix("qc_") in line for name in criteria)
     assert ("no doublet call" in line) == ("qc_predicted_doublet" not in criteria)
@@ -101,3 +107,30 @@ def test_evaluate_without_a_trained_model_is_a_clear_error(tmp_path):
     )  # fmt: skip
     assert result.returncode == 2
     assert "holds no trained model" in result.stderr
+
+
+def test_the_headline_qc_pass_rate_is_that_of_cells_at_the_real_depth(evaluation):
+    """The headline's generated cells (and the violins' table) have the depth of the test
+    split's real QC-pass cells (about 3,000 counts here), not ℓ = 10⁴; the 10⁴ rate is kept."""
+    data, (metrics, _, generated) = evaluation
+    test = (data.split == SPLIT_CODES["test"]) & (data.qc.max(axis=1) == 0)
+    real = float(np.median(data.library_size[test]))
+    assert real < 5000
+    assert float(generated["UMI_count"].median()) == pytest.approx(real, rel=0.25)
+    qc = metrics["qc"]
+    assert qc["depth"]["real_median"] == pytest.approx(real)
+    assert qc["depth"]["real_cells"] == int(test.sum())
+    assert qc["depth"]["generated_median"] == pytest.approx(real, rel=0.25)
+    head = metrics["headline"]
+    assert head["qc_pass_rate_t3"] == qc["depth_matched"]["qc_pass_rate_t3"]
+    assert head["qc_pass_rate_t3_library_1e4"] == qc["library_1e4"]["qc_pass_rate_t3"]
+    text = report(metrics)
+    assert "QC pass rate of generated cells at library 1e4 (paper-comparable): t=3" in text
+    assert "QC pass rate of generated cells at the real depth (ℓ drawn from" in text
+
+
+def test_a_combinations_split_keeps_every_column_on_all_qc_pass_cells(evaluation):
+    """Held-out perturbations: the columns differ by their labels, not by their reference."""
+    _, (metrics, tables, _) = evaluation
+    assert not any(name.startswith("data_ate_") for name in tables)
+    assert metrics["columns"]["test"].startswith("labels held out of training")

@@ -80,7 +80,7 @@ def test_aggregate_is_the_mean_and_sd_of_the_runs_metrics(finished_sweep):
         ("ATE_pearsonr_top20", ("headline", "ATE_pearsonr_top20")),
         ("jaccard_sim_top20", ("headline", "jaccard_sim_top20")),
         ("qc_pass_rate_t3", ("headline", "qc_pass_rate_t3")),
-        ("mt_fail_t3", ("qc", "library_1e4", "fail_share", "t3", "qc_pct_counts_mt")),
+        ("mt_fail_t3", ("qc", "depth_matched", "fail_share", "t3", "qc_pct_counts_mt")),
         ("truth_ATE_pearsonr", ("truth", "truth_ATE_pearsonr")),
     ]
     assert results.table["model.name"].tolist() == ["cradle", *baselines]
