@@ -100,10 +100,8 @@ class InMemoryCounts:
         """Rows `index` (any order, repeats allowed), in that order."""
         return self.matrix[index]
 
-    def stored_values(self, index: np.ndarray) -> int:
-        """How many values the rows `index` store (what reading them costs)."""
-        indptr = self.matrix.indptr
-        return int((indptr[np.asarray(index) + 1] - indptr[index]).sum())
+    def stored_values_total(self) -> int:
+        return int(self.matrix.nnz)
 
     def blocks(self, block_size: int = ROW_BLOCK) -> Iterator[tuple[int, sp.csr_matrix]]:
         for start in range(0, self.shape[0], block_size):
@@ -165,6 +163,37 @@ class BackedCounts:
             shape=(len(sorted_unique), self.shape[1]),
         )
 
+    def rows_in_file_order(
+        self, sorted_rows: np.ndarray
+    ) -> Iterator[tuple[np.ndarray, sp.csr_matrix]]:
+        """The rows `sorted_rows` (increasing, no repeats) in blocks of (their row numbers, their
+        counts as float32 CSR), read in one sequential pass over the file. Rows scattered
+        through a large file (a pool's cells among all the others) cost one request each when
+        read by `rows`; here they cost a share of a block read."""
+        n_rows = self.shape[0]
+        for first in range(0, n_rows, ROW_BLOCK):
+            lo, hi = np.searchsorted(sorted_rows, [first, min(first + ROW_BLOCK, n_rows)])
+            if lo < hi:
+                wanted = np.asarray(sorted_rows[lo:hi], dtype=np.int64)
+                yield wanted, self._block_rows(first, wanted - first)
+
+    def _block_rows(self, first: int, local: np.ndarray) -> sp.csr_matrix:
+        """Rows first + local (increasing) from one read of the stored values they span."""
+        last = first + int(local[-1]) + 1
+        if self._sparse is None:
+            return sp.csr_matrix(self._dense[first:last][local].astype(np.float32))
+        pointers = self._row_pointers[first : last + 1].astype(np.int64)
+        start, stop = pointers[local], pointers[local + 1]
+        lengths = stop - start
+        row_ptr = np.zeros(len(local) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=row_ptr[1:])
+        take = np.repeat(start - start[0] - row_ptr[:-1], lengths) + np.arange(row_ptr[-1])
+        span = slice(int(start[0]), int(stop[-1]))
+        values = self._values[span].astype(np.float32, copy=False)[take]
+        return sp.csr_matrix(
+            (values, self._columns[span][take], row_ptr), shape=(len(local), self.shape[1])
+        )
+
     def _bounds(self, sorted_unique: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Where the stored values of the rows `sorted_unique` start and stop."""
         if self._row_start is not None:
@@ -178,12 +207,10 @@ class BackedCounts:
         check_source_counts(native, "counts (X)", first_row=start)
         return sp.csr_matrix(native, dtype=np.float32)
 
-    def stored_values(self, index: np.ndarray) -> int:
-        """How many values the rows `index` store (what reading them costs)."""
+    def stored_values_total(self) -> int:
         if self._sparse is None:
-            return len(index) * self.shape[1]
-        start, stop = self._bounds(np.unique(index))
-        return int((stop - start).sum())
+            return self.shape[0] * self.shape[1]
+        return int(self._row_pointers[-1])
 
     def rows(self, index: np.ndarray) -> sp.csr_matrix:
         """Rows `index` (any order, repeats allowed), in that order; one sorted read from disk."""
