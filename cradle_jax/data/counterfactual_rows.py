@@ -26,7 +26,6 @@ import numpy as np
 import scipy.sparse as sp
 
 from cradle_jax.data.counts import BackedCounts, CountSource, InMemoryCounts
-from cradle_jax.data.lower_median import lower_median_rows
 from cradle_jax.data.references import NO_REFERENCE, ReferencePools, reference_medians
 
 log = logging.getLogger(__name__)
@@ -151,6 +150,8 @@ def median_blocks(
     holds it for the pass); each block of MEDIAN_CELLS askers then takes its medians on
     `threads` threads.
     """
+    from cradle_jax.data.lower_median import lower_median_rows  # numba compiles on first use
+
     n_genes = counts.shape[1]
     for slots, askers, rows in _pool_groups(pools, counts, directory):
         for start in range(0, len(askers), MEDIAN_CELLS):

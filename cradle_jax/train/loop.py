@@ -45,7 +45,7 @@ from cradle_jax.train.mesh import (
     to_host,
 )
 from cradle_jax.train.objective import LossConfig, init_params, placeholder_inputs
-from cradle_jax.train.prefetch import WaitClock, prefetch
+from cradle_jax.train.prefetch import WaitClock, ordered_map, prefetch
 from cradle_jax.train.resident import ResidentCells, choose_pipeline, resident_bytes, resident_cells
 from cradle_jax.train.state import Progress, TrainState
 from cradle_jax.train.step import make_eval_step, make_optimizer, make_train_step
@@ -88,7 +88,7 @@ class Run:
     def batches(self, split: str, *, epoch: int = 0, shuffle: bool = False, start: int = 0):
         """(number of real cells, global batch) for each batch of `split`; a device-resident
         run's batch is the cells' row indices, which the step gathers."""
-        for index in batch_indices(
+        indices = batch_indices(
             self.data,
             split,
             self.batch_size,
@@ -96,14 +96,22 @@ class Run:
             epoch=epoch,
             shuffle=shuffle,
             start_batch=start,
-        ):
-            n_cells = int((index != PADDING).sum())
-            if self.cells is None:
-                local = batch_arrays(build_local_batch(self.data, index, self.rows))
-                yield n_cells, global_batch(local, self.mesh, self.batch_size)
-            else:
+        )
+        if self.cells is not None:
+            for index in indices:
                 local = {"index": index[self.rows].astype(np.int32)}
-                yield n_cells, global_batch(local, self.mesh, self.batch_size)["index"]
+                yield _real_cells(index), global_batch(local, self.mesh, self.batch_size)["index"]
+            return
+
+        def build(index: np.ndarray) -> tuple[int, dict]:
+            return _real_cells(index), batch_arrays(build_local_batch(self.data, index, self.rows))
+
+        for n_cells, local in ordered_map(build, indices, self.config.train.input_workers):
+            yield n_cells, global_batch(local, self.mesh, self.batch_size)
+
+
+def _real_cells(index: np.ndarray) -> int:
+    return int((index != PADDING).sum())
 
 
 def _open_run(config: ml_collections.ConfigDict, loss_cfg: LossConfig, mesh: Mesh | None) -> Run:
