@@ -165,7 +165,8 @@ def main() -> None:
     rss_end = rss_mb()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(
-        f"training batches of {n_train} cells ({args.references} references), batch {args.batch_size}:"
+        f"training batches ({n_train} cells, {args.references} references, "
+        f"batch {args.batch_size}):"
     )
     for name, rate in (
         ("reference: one h5py request per row, 1 thread (the path before os.pread)", reference),
