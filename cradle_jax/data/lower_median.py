@@ -82,7 +82,7 @@ def _medians(position, indptr, indices, values, integral, n_genes, start, genes,
     width = position.shape[1]
     stored = np.empty((n_genes, max(width, 1)), dtype=np.float32)
     fill = np.zeros(n_genes, dtype=np.int32)
-    histogram = np.zeros(SMALL_COUNT, dtype=np.int32)
+    histogram = np.zeros(SMALL_COUNT + 1, dtype=np.int32)
     for i in range(position.shape[0]):
         k = 0
         for d in range(width):
@@ -113,22 +113,20 @@ def _order_statistic(stored, gene, n, rank, integral, histogram):
     """The rank-th smallest (0-based) of stored[gene, :n]; reorders that row."""
     if not integral:
         return _quickselect(stored, gene, n, rank)
-    largest = 0.0
+    largest = 0
     for a in range(n):
-        largest = max(largest, stored[gene, a])
-    if largest >= SMALL_COUNT:
-        return _quickselect(stored, gene, n, rank)
-    for a in range(n):
-        histogram[np.int32(stored[gene, a])] += 1
+        value = np.int32(min(stored[gene, a], SMALL_COUNT))
+        histogram[value] += 1
+        largest = max(largest, value)
+    result = -1.0
     below = 0
-    result = 0.0
-    for value in range(np.int32(largest) + 1):
+    for value in range(largest + 1):  # the walk clears what it passes
         below += histogram[value]
-        if below > rank:
+        histogram[value] = 0
+        if below > rank and result < 0:
             result = float(value)
-            break
-    for a in range(n):
-        histogram[np.int32(stored[gene, a])] = 0
+    if largest == SMALL_COUNT:  # a value beyond the histogram: select among the values
+        return _quickselect(stored, gene, n, rank)
     return result
 
 
