@@ -26,7 +26,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from cradle_jax.data.counts import BackedCounts, CountSource, InMemoryCounts
-from cradle_jax.data.references import NO_REFERENCE, ReferencePools, reference_medians
+from cradle_jax.data.references import ReferencePools, reference_medians
 
 log = logging.getLogger(__name__)
 
@@ -150,15 +150,19 @@ def median_blocks(
     holds it for the pass); each block of MEDIAN_CELLS askers then takes its medians on
     `threads` threads.
     """
-    from cradle_jax.data.lower_median import lower_median_rows  # numba compiles on first use
+    from cradle_jax.data.lower_median import pool_median_rows  # numba compiles on first use
 
     n_genes = counts.shape[1]
     for slots, askers, rows in _pool_groups(pools, counts, directory):
         for start in range(0, len(askers), MEDIAN_CELLS):
             cells = askers[start : start + MEDIAN_CELLS]
-            drawn = pools.draw_slots(cells)
-            position = np.where(drawn == NO_REFERENCE, -1, drawn - slots.start)
-            yield cells, lower_median_rows(position, rows, n_genes, threads)
+            pool = pools.pool_of_cell[cells]
+            first, after = pools.offsets[pool], pools.offsets[pool + 1]
+            block = pool_median_rows(
+                cells, first - slots.start, after - first, pools.n_samples, pools.key, rows,
+                n_genes, threads,
+            )  # fmt: skip
+            yield cells, block
 
 
 def _pool_groups(
