@@ -36,6 +36,7 @@ POOL_READ_VALUES = 1 << 20
 # Threads taking medians. The compiled kernel allocates once per call, so threads no longer grow
 # the heap the way NumPy temporaries in each thread's malloc arena did.
 MEDIAN_THREADS = min(4, os.cpu_count() or 1)
+STAGING_CACHE_BYTES = 1 << 18  # HDF5 chunk cache of each staging dataset: one chunk
 NO_ROW = -1
 
 
@@ -219,7 +220,9 @@ def _stage_groups(
     members = np.concatenate([pools.members[:0], *(pools.members[g] for g in groups)])
     order = np.argsort(members, kind="stable")
     sorted_rows, group_of_row = members[order], group_of_slot[order]
-    with h5py.File(path, "w") as f:
+    # one chunk of cache per dataset: the default 1 MB each, over three datasets per group, grew
+    # with the number of groups (48 MB at a million cells)
+    with h5py.File(path, "w", rdcc_nbytes=STAGING_CACHE_BYTES) as f:
         writers = [_CsrWriter(f.create_group(str(n)), counts.shape[1]) for n in range(len(groups))]
         done = 0
         for rows, block in counts.rows_in_file_order(sorted_rows):
