@@ -1,10 +1,13 @@
 """Data-path benchmark: one training epoch over a large backed .h5ad.
 
 Writes a synthetic CSR .h5ad of `--n_cells` x `--n_genes` by row chunks (QC metrics in obs, so no
-Scrublet run), loads it with `data.backed = True` and iterates one shuffled training epoch with
-counterfactual references. Prints cells/s, peak RSS, the RSS after the first batches and at the
-end (flat memory means the two agree), and the ratio to a reference measured in the same run:
-plain anndata backed reads of contiguous 512-row slices densified, the I/O floor.
+Scrublet run), loads it with `data.backed = True`, computes every cell's reference median x^cf
+(timed: training does it before its first batch) and builds shuffled training batches as the
+training loop does. Cells/s of batch building are printed for the reference, one h5py request per
+row on one thread (the read path before `os.pread`), measured in the same run, then `os.pread` on
+one thread and on `--input_workers` threads over the whole epoch. Also: peak RSS, the RSS after
+the first timed batches and at the end (flat memory means the two agree), and plain anndata
+backed reads of contiguous 512-row slices densified, the I/O floor.
 
 The file is written by a separate process, so the peak RSS is that of loading and the epoch.
 Several sizes (`--n_cells 100000,1000000`) run one process each and end with the ratio of the
@@ -15,6 +18,10 @@ most 1.5 from 100k to 1M cells).
 """
 
 import argparse
+import contextlib
+import copy
+import dataclasses
+import functools
 import re
 import resource
 import subprocess
@@ -30,9 +37,11 @@ import pandas as pd
 import psutil
 import scipy.sparse as sp
 
-from cradle_jax.data.batches import iterate_batches
+from cradle_jax.data.batches import PADDING, batch_indices, build_local_batch
 from cradle_jax.data.config import data_config
+from cradle_jax.data.counts import BackedCounts
 from cradle_jax.data.dataset import load_perturb_data
+from cradle_jax.train.prefetch import ordered_map
 
 
 def write_backed_file(path: Path, n_cells: int, n_genes: int, nnz_per_cell: int, seed: int):
@@ -103,6 +112,10 @@ def main() -> None:
     parser.add_argument("--batch_size", type=int, default=512)
     parser.add_argument("--references", default="same_treatment_fail")
     parser.add_argument("--workdir", default=None)
+    parser.add_argument("--input_workers", type=int, default=4)
+    parser.add_argument(
+        "--budget_s", type=float, default=20.0, help="seconds of each single-thread measurement"
+    )
     parser.add_argument("--write_only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bench_data_"))
@@ -110,7 +123,8 @@ def main() -> None:
     forwarded = [
         *("--n_genes", str(args.n_genes), "--nnz_per_cell", str(args.nnz_per_cell)),
         *("--batch_size", str(args.batch_size), "--references", args.references),
-        *("--workdir", str(workdir)),
+        *("--workdir", str(workdir), "--input_workers", str(args.input_workers)),
+        *("--budget_s", str(args.budget_s)),
     ]
     if len(sizes) > 1:
         run_sizes(sizes, forwarded)
@@ -135,47 +149,91 @@ def main() -> None:
         f"load + validate + QC flags + splits + references: {time.perf_counter() - t:.1f} s, "
         f"RSS {rss_mb():.0f} MB"
     )
+    t = time.perf_counter()
+    data.counterfactual.prepare()
+    print(
+        f"reference medians x^cf of every cell (once per run, before the first batch): "
+        f"{time.perf_counter() - t:.1f} s, RSS {rss_mb():.0f} MB"
+    )
 
     n_train = len(data.cells("train"))
-    t = time.perf_counter()
-    rss_early = first_batch_s = None
-    for i, _batch in enumerate(iterate_batches(data, "train", args.batch_size, seed=0)):
-        if i == 0:
-            first_batch_s = time.perf_counter() - t
-        if i == 20:
-            rss_early = rss_mb()
-    epoch_s = time.perf_counter() - t
+    with through_h5py(data) as slow:
+        reference = timed_batches(slow, args, workers=1, budget_s=args.budget_s)
+    one = timed_batches(data, args, workers=1, budget_s=args.budget_s)
+    rss_early = rss_mb()
+    many = timed_batches(data, args, workers=args.input_workers, budget_s=None)
     rss_end = rss_mb()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    cells_per_s = n_train / epoch_s
-    later_cells_per_s = (n_train - args.batch_size) / (epoch_s - first_batch_s)
-
-    t, n_ref = time.perf_counter(), 0
-    with h5py.File(path, "r") as f:
-        backed = ad.io.sparse_dataset(f["X"])
-        budget = min(epoch_s, 30.0)  # the floor is stable; do not spend a whole epoch on it
-        for start in range(0, n_cells, args.batch_size):
-            backed[start : start + args.batch_size].toarray()
-            n_ref += min(args.batch_size, n_cells - start)
-            if time.perf_counter() - t > budget:
-                break
-    floor = n_ref / (time.perf_counter() - t)
-
     print(
-        f"epoch over {n_train} training cells ({args.references} references): {epoch_s:.1f} s, "
-        f"{cells_per_s:,.0f} cells/s; the first batch (reference medians of every cell, once "
-        f"per run for a backed file) {first_batch_s:.1f} s, the others {later_cells_per_s:,.0f} "
-        "cells/s"
+        f"training batches ({n_train} cells, {args.references} references, "
+        f"batch {args.batch_size}):"
     )
+    for name, rate in (
+        ("reference: one h5py request per row, 1 thread (the path before os.pread)", reference),
+        ("os.pread per row, 1 thread", one),
+        (
+            f"os.pread per row, {args.input_workers} threads (train.input_workers), whole epoch",
+            many,
+        ),
+    ):
+        print(f"  {name}: {rate:,.0f} cells/s, {rate / reference:.1f}x the reference")
     print(
-        f"RSS before load {rss_start:.0f} MB, after 20 batches {rss_early:.0f} MB, "
-        f"at epoch end {rss_end:.0f} MB; peak RSS {peak:.0f} MB (load and epoch)"
+        f"RSS before load {rss_start:.0f} MB, after the first timed batches {rss_early:.0f} MB, "
+        f"at epoch end {rss_end:.0f} MB; peak RSS {peak:.0f} MB (load, x^cf and batches)"
     )
+    floor = contiguous_reads(path, n_cells, args.batch_size)
     print(
-        f"reference (contiguous backed reads, no shuffle, no references): {floor:,.0f} cells/s; "
-        f"ratio {cells_per_s / floor:.3f}"
+        f"contiguous anndata backed reads (no shuffle, no references), the I/O floor: "
+        f"{floor:,.0f} cells/s; the {args.input_workers}-thread epoch is {many / floor:.2f} of it"
     )
     data.counts.close()
+
+
+def timed_batches(data, args, workers: int, budget_s: float | None) -> float:
+    """Training batches built per second over one shuffled epoch (or `budget_s` seconds of it),
+    each batch as the training loop builds it."""
+    indices = batch_indices(data, "train", args.batch_size, seed=0)
+    build = functools.partial(build_local_batch, data, rows=slice(None))
+    t, n = time.perf_counter(), 0
+    for batch in ordered_map(build, indices, workers):
+        n += int((batch.index != PADDING).sum())
+        if budget_s is not None and time.perf_counter() - t > budget_s:
+            break
+    return n / (time.perf_counter() - t)
+
+
+@contextlib.contextmanager
+def through_h5py(data):
+    """`data` with its counts and x^cf store reopened so that every read is an h5py request."""
+    from cradle_jax.data import direct_reads
+
+    original = direct_reads.DirectDataset.of
+    direct_reads.DirectDataset.of = classmethod(lambda cls, dataset, descriptor: None)
+    try:
+        counts = BackedCounts(data.counts.path, data.counts.key)
+        counterfactual = copy.copy(data.counterfactual)
+        store = counterfactual._store
+        counterfactual.counts = counts
+        counterfactual._store = BackedCounts(store.path, store.key)
+    finally:
+        direct_reads.DirectDataset.of = original
+    try:
+        yield dataclasses.replace(data, counts=counts, counterfactual=counterfactual)
+    finally:
+        counts.close()
+        counterfactual._store.close()
+
+
+def contiguous_reads(path: Path, n_cells: int, batch_size: int, budget_s: float = 10.0) -> float:
+    t, n = time.perf_counter(), 0
+    with h5py.File(path, "r") as f:
+        backed = ad.io.sparse_dataset(f["X"])
+        for start in range(0, n_cells, batch_size):
+            backed[start : start + batch_size].toarray()
+            n += min(batch_size, n_cells - start)
+            if time.perf_counter() - t > budget_s:
+                break
+    return n / (time.perf_counter() - t)
 
 
 if __name__ == "__main__":

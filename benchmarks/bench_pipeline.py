@@ -4,8 +4,8 @@ a real training loop.
 On one simulated screen (default 20,000 cells x 1,000 genes, 30 singles, 20 pairs; the data of
 `make accuracy`) with experiments/configs/synthetic.py, one epoch of training batches is produced
 by each pipeline, each batch ending on the device as the train step receives it:
-  * reference: the host path as it was (each batch's reference medians x^cf taken when it is
-    built), measured in the same run;
+  * reference: the host path at 1022c9b (each batch's reference medians x^cf taken when it is
+    built, by that commit's NumPy medians, benchmarks/numpy_medians.py), measured in the same run;
   * host: batches built on the host from every cell's x^cf computed once (the time of that one
     pass is printed);
   * device dense / device sparse: every cell on the device, a batch gathered by jitted code from
@@ -21,6 +21,7 @@ input. Peak RSS of the process at the end (and peak device memory where the devi
 
 import argparse
 import contextlib
+import dataclasses
 import io
 import re
 import resource
@@ -36,6 +37,7 @@ tune_cpu_backend()
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
+from numpy_medians import numpy_median_rows  # noqa: E402
 
 from cradle_jax.config import load_config_file  # noqa: E402
 from cradle_jax.data.batches import PADDING, batch_indices, build_batch  # noqa: E402
@@ -104,6 +106,22 @@ def host_rate(data, indices: list[np.ndarray], mesh, batch_size: int) -> float:
         batch = global_batch(host, mesh, batch_size)
     jax.block_until_ready(batch)
     return cells_of(indices) / (time.perf_counter() - started)
+
+
+def reference_rate(data, indices: list[np.ndarray], mesh, batch_size: int) -> float:
+    """Cells/s of the host path at 1022c9b: each batch's x^cf taken from its cells' draws by
+    that commit's NumPy medians when the batch is built (checked equal to today's x^cf)."""
+
+    class NumpyMedians:
+        def rows(self, index: np.ndarray) -> np.ndarray:
+            draws = data.references.draws(index)
+            return numpy_median_rows(draws, data.counts.rows, len(data.gene_names)).toarray()
+
+    then = dataclasses.replace(data, counterfactual=NumpyMedians())
+    rate = host_rate(then, indices, mesh, batch_size)
+    cells = indices[0][indices[0] != PADDING]
+    np.testing.assert_array_equal(then.counterfactual.rows(cells), data.counterfactual.rows(cells))
+    return rate
 
 
 def device_rate(cells, indices: list[np.ndarray], mesh, batch_size: int) -> float:
@@ -185,11 +203,11 @@ def main() -> None:
         f"{len(data.gene_names):,} genes, {cells_of(indices):,} training cells, batch "
         f"{args.batch_size}"
     )
-    reference = host_rate(data, indices, mesh, args.batch_size)
-    print(f"reference (host, x^cf per batch): {reference:,.0f} cells/s")
     started = time.perf_counter()
     data.counterfactual.prepare()
     print(f"x^cf of every cell, once per run: {time.perf_counter() - started:.1f} s")
+    reference = reference_rate(data, indices, mesh, args.batch_size)
+    print(f"reference (host at 1022c9b, NumPy x^cf per batch): {reference:,.0f} cells/s")
     rates = {"host": host_rate(data, indices, mesh, args.batch_size)}
     for layout in ("dense", "sparse"):
         cells = resident_cells(data, mesh, layout)

@@ -1,10 +1,12 @@
 """Where a batch's counterfactual rows x^cf come from (docs/data.md#counterfactual-references).
 
 Each cell's reference draws are fixed for the run, so is its x^cf, the lower median of those
-draws. Training therefore computes every cell's x^cf once, one reference pool at a time (memory
-bounded by the largest pool), and a batch reads its rows like it reads its counts: from a sparse
+draws. Training therefore computes every cell's x^cf once, a group of reference pools at a time
+(memory bounded by the group), and a batch reads its rows like it reads its counts: from a sparse
 matrix in memory, or for a backed file from a sparse sidecar file (holding the medians in memory
-would grow with the number of cells). Before that one pass, in memory, a few cells' medians are
+would grow with the number of cells). A backed file's pool members, scattered through it, are
+first copied group by group into a staging file in one sequential pass (one request per member
+row took 5 s at a million cells). Before that one pass, in memory, a few cells' medians are
 taken on demand (evaluation asks for a few cells). All give the same numbers.
 """
 
@@ -15,9 +17,7 @@ import tempfile
 import threading
 import time
 import weakref
-from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
 
@@ -26,22 +26,17 @@ import numpy as np
 import scipy.sparse as sp
 
 from cradle_jax.data.counts import BackedCounts, CountSource, InMemoryCounts
-from cradle_jax.data.references import (
-    ReferencePools,
-    reference_median_rows,
-    reference_medians,
-)
+from cradle_jax.data.references import ReferencePools, reference_medians
 
 log = logging.getLogger(__name__)
 
-DENSE_CHUNK_VALUES = 1 << 19  # cells x genes of one chunk of medians (2 MB as dense float32)
-# Stored values of pool members read at once (8 MB as float32 values and int32 columns): pools
-# are read together up to this size, so a backed file is read in a few passes, not one per pool.
+MEDIAN_CELLS = 8_192  # askers whose medians are taken together (their draws, their rows)
+# Stored values of pool members held at once (8 MB as float32 values and int32 columns).
 POOL_READ_VALUES = 1 << 20
-# Threads computing medians for in-memory data. A backed file's medians are computed on one:
-# each thread's malloc arena keeps its freed memory, and a backed load's memory must stay flat
-# (at 1M cells two threads took 33 s and a peak 31 MB higher than one thread's 49 s).
+# Threads taking medians. The compiled kernel allocates once per call, so threads no longer grow
+# the heap the way NumPy temporaries in each thread's malloc arena did.
 MEDIAN_THREADS = min(4, os.cpu_count() or 1)
+STAGING_CACHE_BYTES = 1 << 18  # HDF5 chunk cache of each staging dataset: one chunk
 NO_ROW = -1
 
 
@@ -143,64 +138,108 @@ def counterfactual_rows(
 
 
 def median_blocks(
-    pools: ReferencePools, counts: CountSource, threads: int = 1
+    pools: ReferencePools,
+    counts: CountSource,
+    threads: int = 1,
+    directory: str | Path | None = None,
 ) -> Iterator[tuple[np.ndarray, sp.csr_matrix]]:
     """(cells, their x^cf rows as CSR) in blocks, for every cell that draws a reference.
 
-    Pools are read together up to POOL_READ_VALUES stored values, each group with one sorted
-    read, so memory follows that budget (or the largest pool, if it is larger). The blocks are
-    computed on `threads` threads (NumPy and SciPy's sparse products release the GIL) and come
-    out in order.
+    Pools are taken in groups of about POOL_READ_VALUES stored values, so memory follows that
+    budget (or the largest pool, if it is larger). A group's member rows are read once, from
+    memory or, for a backed file, from a staging file written in one pass over it (`directory`
+    holds it for the pass); each block of MEDIAN_CELLS askers then takes its medians on
+    `threads` threads.
     """
+    from cradle_jax.data.lower_median import pool_median_rows  # numba compiles on first use
+
     n_genes = counts.shape[1]
-    chunk_cells = max(1, DENSE_CHUNK_VALUES // n_genes)
-    with ThreadPoolExecutor(threads) as executor:
-        for group in _read_groups(pools, counts):
-            pooled = np.sort(np.concatenate([members for members, _ in group]))
-            pooled_rows = counts.rows(pooled)
-
-            def medians(cells: np.ndarray, pooled=pooled, pooled_rows=pooled_rows):
-                def read_rows(index: np.ndarray):
-                    return pooled_rows[np.searchsorted(pooled, index)]
-
-                return reference_median_rows(pools.draws(cells), read_rows, n_genes)
-
-            chunks = (
-                askers[start : start + chunk_cells]
-                for _, askers in group
-                for start in range(0, len(askers), chunk_cells)
-            )
-            yield from _in_order(executor, medians, chunks, window=threads)
+    for slots, askers, rows in _pool_groups(pools, counts, directory):
+        for start in range(0, len(askers), MEDIAN_CELLS):
+            cells = askers[start : start + MEDIAN_CELLS]
+            pool = pools.pool_of_cell[cells]
+            first, after = pools.offsets[pool], pools.offsets[pool + 1]
+            block = pool_median_rows(
+                cells, first - slots.start, after - first, pools.n_samples, pools.key, rows,
+                n_genes, threads,
+            )  # fmt: skip
+            yield cells, block
 
 
-def _in_order(executor: ThreadPoolExecutor, function, items: Iterator, window: int) -> Iterator:
-    """(item, function(item)) for each item, in order, at most `window` computed ahead (so
-    memory holds that many results, not all of them)."""
-    pending = deque()
-    for item in items:
-        pending.append((item, executor.submit(function, item)))
-        if len(pending) >= window:
-            done, future = pending.popleft()
-            yield done, future.result()
-    while pending:
-        done, future = pending.popleft()
-        yield done, future.result()
+def _pool_groups(
+    pools: ReferencePools, counts: CountSource, directory: str | Path | None
+) -> Iterator[tuple[slice, np.ndarray, sp.csr_matrix]]:
+    """(the group's slots in `pools.members`, the cells drawing from it, the member rows in
+    slot order) for every group of pools read together."""
+    groups = list(_read_groups(pools, counts))
+    if not isinstance(counts, BackedCounts):
+        for slots, askers in groups:
+            yield slots, askers, counts.rows(pools.members[slots])
+        return
+    folder = Path(tempfile.mkdtemp(prefix="cradle_jax_pools_", dir=directory))
+    try:
+        staged = _stage_groups(pools, counts, [slots for slots, _ in groups], folder / "pools.h5")
+        with h5py.File(staged, "r") as store:
+            for number, (slots, askers) in enumerate(groups):
+                rows = _read_csr(store[str(number)], n_genes=counts.shape[1])
+                members = pools.members[slots]
+                yield slots, askers, rows[np.argsort(np.argsort(members, kind="stable"))]
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
-def _read_groups(
-    pools: ReferencePools, counts: CountSource
-) -> Iterator[list[tuple[np.ndarray, np.ndarray]]]:
-    """The (members, askers) of every pool drawn from, in groups read together."""
-    group, size = [], 0
-    for members, askers in pools.askers_by_pool():
-        values = counts.stored_values(members)
+def _read_groups(pools: ReferencePools, counts: CountSource) -> Iterator[tuple[slice, np.ndarray]]:
+    """Consecutive pools merged into groups of about POOL_READ_VALUES stored values (from the
+    file's mean row size): (the group's slots in `pools.members`, the cells drawing from it)."""
+    n_cells = max(counts.shape[0], 1)
+    values_per_row = max(counts.stored_values_total() / n_cells, 1.0)
+    group, size = [], 0.0
+    for slots, askers in pools.askers_by_pool():
+        values = (slots.stop - slots.start) * values_per_row
         if group and size + values > POOL_READ_VALUES:
-            yield group
-            group, size = [], 0
-        group.append((members, askers))
+            yield _merged(group)
+            group, size = [], 0.0
+        group.append((slots, askers))
         size += values
     if group:
-        yield group
+        yield _merged(group)
+
+
+def _merged(group: list[tuple[slice, np.ndarray]]) -> tuple[slice, np.ndarray]:
+    """Pools with consecutive slots as one: their slots' span, their askers."""
+    slots = slice(group[0][0].start, group[-1][0].stop)
+    return slots, np.concatenate([askers for _, askers in group])
+
+
+def _stage_groups(
+    pools: ReferencePools, counts: BackedCounts, groups: list[slice], path: Path
+) -> Path:
+    """Write each group's member rows (in file order) to group str(number) of an HDF5 file, in
+    one sequential pass over the counts."""
+    group_of_slot = np.repeat(np.arange(len(groups)), [g.stop - g.start for g in groups])
+    members = np.concatenate([pools.members[:0], *(pools.members[g] for g in groups)])
+    order = np.argsort(members, kind="stable")
+    sorted_rows, group_of_row = members[order], group_of_slot[order]
+    # one chunk of cache per dataset: the default 1 MB each, over three datasets per group, grew
+    # with the number of groups (48 MB at a million cells)
+    with h5py.File(path, "w", rdcc_nbytes=STAGING_CACHE_BYTES) as f:
+        writers = [_CsrWriter(f.create_group(str(n)), counts.shape[1]) for n in range(len(groups))]
+        done = 0
+        for rows, block in counts.rows_in_file_order(sorted_rows):
+            block_groups = group_of_row[done : done + len(rows)]
+            for number in np.unique(block_groups):
+                writers[number].append(block[block_groups == number])
+            done += len(rows)
+        for writer in writers:
+            writer.close()
+    return path
+
+
+def _read_csr(group: h5py.Group, n_genes: int) -> sp.csr_matrix:
+    return sp.csr_matrix(
+        (group["data"][:], group["indices"][:], group["indptr"][:]),
+        shape=(len(group["indptr"]) - 1, n_genes),
+    )
 
 
 def median_table(
@@ -226,7 +265,7 @@ def write_reference_medians(pools: ReferencePools, counts: CountSource, path: Pa
     row_of_cell = np.full(counts.shape[0], NO_ROW, dtype=np.int32)
     with h5py.File(path, "w") as f:
         writer = _CsrWriter(f.create_group("medians"), counts.shape[1])
-        for cells, block in median_blocks(pools, counts):
+        for cells, block in median_blocks(pools, counts, MEDIAN_THREADS, path.parent):
             row_of_cell[cells] = writer.append(block)
         writer.close()
     return row_of_cell

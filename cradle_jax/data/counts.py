@@ -4,6 +4,7 @@ Both answer the same two questions (rows by index, rows block by block) so that 
 downstream holds a dense (N, G) matrix (docs/data.md#memory).
 """
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import h5py
 import numpy as np
 import scipy.sparse as sp
 
+from cradle_jax.data.direct_reads import DirectDataset
 from cradle_jax.data.errors import DataError
 
 # Rows per block of a streaming pass. Each pass leaves its blocks' freed memory in the C heap,
@@ -100,32 +102,72 @@ class InMemoryCounts:
         """Rows `index` (any order, repeats allowed), in that order."""
         return self.matrix[index]
 
-    def stored_values(self, index: np.ndarray) -> int:
-        """How many values the rows `index` store (what reading them costs)."""
-        indptr = self.matrix.indptr
-        return int((indptr[np.asarray(index) + 1] - indptr[index]).sum())
+    def stored_values_total(self) -> int:
+        return int(self.matrix.nnz)
 
     def blocks(self, block_size: int = ROW_BLOCK) -> Iterator[tuple[int, sp.csr_matrix]]:
         for start in range(0, self.shape[0], block_size):
             yield start, self.matrix[start : start + block_size]
 
 
+class _Stored:
+    """A dataset read by value ranges: with `os.pread` where its values have fixed file offsets
+    (data/direct_reads.py), through h5py otherwise."""
+
+    def __init__(self, dataset: h5py.Dataset, descriptor: int):
+        self.dataset = dataset
+        self._direct = DirectDataset.of(dataset, descriptor)
+
+    @property
+    def direct(self) -> bool:
+        return self._direct is not None
+
+    def span(self, lo: int, hi: int) -> np.ndarray:
+        if self._direct is None:
+            return self.dataset[lo:hi]
+        return self._direct.read(lo, hi)
+
+    def pairs(self, sorted_unique: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(values at sorted_unique, values at sorted_unique + 1), as int64."""
+        if self._direct is None:
+            return (
+                self.dataset[sorted_unique].astype(np.int64),
+                self.dataset[sorted_unique + 1].astype(np.int64),
+            )
+        both = self._direct.gather(sorted_unique, sorted_unique + 2).astype(np.int64)
+        return both[0::2], both[1::2]
+
+    def gather(self, starts: np.ndarray, stops: np.ndarray) -> np.ndarray | None:
+        """The ranges starts[i]…stops[i]-1 concatenated, read directly; None without a direct
+        reader (h5py reads spans faster than one request per range)."""
+        return None if self._direct is None else self._direct.gather(starts, stops)
+
+    def rows(self, sorted_unique: np.ndarray, width: int) -> np.ndarray:
+        """Rows sorted_unique of a 2-D dataset of `width` columns."""
+        if self._direct is None:
+            return self.dataset[sorted_unique]
+        starts = np.asarray(sorted_unique, dtype=np.int64) * width
+        return self._direct.gather(starts, starts + width).reshape(len(sorted_unique), width)
+
+
 class BackedCounts:
     """Counts read from an .h5ad on disk (CSR or dense), a few rows at a time.
 
     Rows of a CSR file are read from its HDF5 datasets directly (anndata's row indexing costs
-    about 3x more per row): the wanted rows' pointers, then their stored values in as few
-    requests as there are separate runs of rows. The row pointers of files up to
-    ROW_STARTS_IN_MEMORY rows are read once and kept; larger files read the wanted ones per
-    request, so memory does not grow with the file.
+    about 3x more per row), with `os.pread` where the datasets are stored unfiltered: the
+    wanted rows' pointers, then their stored values in as few requests as there are separate
+    runs of rows. The row pointers of files up to ROW_STARTS_IN_MEMORY rows are read once and
+    kept; larger files read the wanted ones per request, so memory does not grow with the file.
     """
 
     def __init__(self, path: Path, key: str):
         self.path, self.key = Path(path), key
         self._file = h5py.File(self.path, "r")
+        self._descriptor = os.open(self.path, os.O_RDONLY)
         node = self._file[key]
         if isinstance(node, h5py.Dataset):
             self._dense, self._sparse = node, None
+            self._dense_values = _Stored(node, self._descriptor)
             self.shape = tuple(node.shape)
         else:
             if node.attrs.get("encoding-type") != "csr_matrix":
@@ -135,42 +177,76 @@ class BackedCounts:
                 )
             self._dense, self._sparse = None, ad.io.sparse_dataset(node)
             self.shape = tuple(self._sparse.shape)
-            self._values, self._columns = node["data"], node["indices"]
-            self._row_pointers = node["indptr"]
+            self._values = _Stored(node["data"], self._descriptor)
+            self._columns = _Stored(node["indices"], self._descriptor)
+            self._row_pointers = _Stored(node["indptr"], self._descriptor)
             self._row_start = None
             if self.shape[0] < ROW_STARTS_IN_MEMORY:
-                self._row_start = self._row_pointers[:].astype(np.int64)
+                self._row_start = node["indptr"][:].astype(np.int64)
         check_count_dtype((self._dense if self._sparse is None else node["data"]).dtype)
 
     def _read_sorted(self, sorted_unique: np.ndarray) -> sp.csr_matrix:
         if self._sparse is None:
-            return sp.csr_matrix(self._dense[sorted_unique].astype(np.float32))
+            return sp.csr_matrix(self._dense_rows(sorted_unique).astype(np.float32))
         start, stop = self._bounds(sorted_unique)
+        row_ptr = np.zeros(len(sorted_unique) + 1, dtype=np.int64)
+        np.cumsum(stop - start, out=row_ptr[1:])
+        shape = (len(sorted_unique), self.shape[1])
+        if self.reads_directly:  # one read per row: no span bookkeeping to pay for
+            values = self._values.gather(start, stop).astype(np.float32, copy=False)
+            return sp.csr_matrix((values, self._columns.gather(start, stop), row_ptr), shape=shape)
         values, columns = [], []
         for first, last in _spans(start, stop):
             lo, hi = start[first], stop[last - 1]
             lengths = stop[first:last] - start[first:last]
-            row_ptr = np.concatenate([[0], np.cumsum(lengths)])
-            take = np.repeat(start[first:last] - lo - row_ptr[:-1], lengths) + np.arange(
-                row_ptr[-1]
+            span_ptr = np.concatenate([[0], np.cumsum(lengths)])
+            take = np.repeat(start[first:last] - lo - span_ptr[:-1], lengths) + np.arange(
+                span_ptr[-1]
             )
-            values.append(self._values[lo:hi].astype(np.float32, copy=False)[take])
-            columns.append(self._columns[lo:hi][take])
+            values.append(self._values.span(lo, hi).astype(np.float32, copy=False)[take])
+            columns.append(self._columns.span(lo, hi)[take])
         return sp.csr_matrix(
-            (
-                np.concatenate(values),
-                np.concatenate(columns),
-                np.concatenate([[0], np.cumsum(stop - start)]),
-            ),
-            shape=(len(sorted_unique), self.shape[1]),
+            (np.concatenate(values), np.concatenate(columns), row_ptr), shape=shape
         )
+
+    def rows_in_file_order(
+        self, sorted_rows: np.ndarray
+    ) -> Iterator[tuple[np.ndarray, sp.csr_matrix]]:
+        """The rows `sorted_rows` (increasing, no repeats) in blocks of (their row numbers, their
+        counts as float32 CSR), read in one sequential pass over the file. Rows scattered
+        through a large file (a pool's cells among all the others) cost one request each when
+        read by `rows`; here they cost a share of a block read."""
+        n_rows = self.shape[0]
+        for first in range(0, n_rows, ROW_BLOCK):
+            lo, hi = np.searchsorted(sorted_rows, [first, min(first + ROW_BLOCK, n_rows)])
+            if lo < hi:
+                wanted = np.asarray(sorted_rows[lo:hi], dtype=np.int64)
+                yield wanted, self._block_rows(first, wanted - first)
+
+    def _block_rows(self, first: int, local: np.ndarray) -> sp.csr_matrix:
+        """Rows first + local (increasing) from one read of the stored values they span."""
+        last = first + int(local[-1]) + 1
+        if self._sparse is None:
+            return sp.csr_matrix(self._dense[first:last][local].astype(np.float32))
+        pointers = self._row_pointers.span(first, last + 1).astype(np.int64)
+        start, stop = pointers[local], pointers[local + 1]
+        lengths = stop - start
+        row_ptr = np.zeros(len(local) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=row_ptr[1:])
+        take = np.repeat(start - start[0] - row_ptr[:-1], lengths) + np.arange(row_ptr[-1])
+        span = slice(int(start[0]), int(stop[-1]))
+        values = self._values.span(span.start, span.stop).astype(np.float32, copy=False)[take]
+        columns = self._columns.span(span.start, span.stop)[take]
+        return sp.csr_matrix((values, columns, row_ptr), shape=(len(local), self.shape[1]))
 
     def _bounds(self, sorted_unique: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Where the stored values of the rows `sorted_unique` start and stop."""
         if self._row_start is not None:
             return self._row_start[sorted_unique], self._row_start[sorted_unique + 1]
-        start = self._row_pointers[sorted_unique].astype(np.int64)
-        return start, self._row_pointers[sorted_unique + 1].astype(np.int64)
+        return self._row_pointers.pairs(sorted_unique)
+
+    def _dense_rows(self, sorted_unique: np.ndarray) -> np.ndarray:
+        return self._dense_values.rows(sorted_unique, self.shape[1])
 
     def _checked_block(self, start: int, stop: int) -> sp.csr_matrix:
         """Rows start…stop as float32 CSR, checked first in the stored precision."""
@@ -178,12 +254,17 @@ class BackedCounts:
         check_source_counts(native, "counts (X)", first_row=start)
         return sp.csr_matrix(native, dtype=np.float32)
 
-    def stored_values(self, index: np.ndarray) -> int:
-        """How many values the rows `index` store (what reading them costs)."""
+    @property
+    def reads_directly(self) -> bool:
+        """Whether rows are read with `os.pread` (unfiltered storage) rather than h5py."""
         if self._sparse is None:
-            return len(index) * self.shape[1]
-        start, stop = self._bounds(np.unique(index))
-        return int((stop - start).sum())
+            return self._dense_values.direct
+        return self._values.direct and self._columns.direct
+
+    def stored_values_total(self) -> int:
+        if self._sparse is None:
+            return self.shape[0] * self.shape[1]
+        return int(self._row_pointers.span(self.shape[0], self.shape[0] + 1)[0])
 
     def rows(self, index: np.ndarray) -> sp.csr_matrix:
         """Rows `index` (any order, repeats allowed), in that order; one sorted read from disk."""
@@ -199,6 +280,9 @@ class BackedCounts:
 
     def close(self) -> None:
         self._file.close()
+        if self._descriptor >= 0:
+            os.close(self._descriptor)
+            self._descriptor = -1
 
 
 CountSource = InMemoryCounts | BackedCounts

@@ -67,6 +67,15 @@ class ReferencePools:
 
     def draws(self, cells: np.ndarray) -> np.ndarray:
         """Reference row indices (len(cells), n_samples) int64, NO_REFERENCE-padded at the end."""
+        slots = self.draw_slots(cells)
+        drawn = slots != NO_REFERENCE
+        rows = np.full(slots.shape, NO_REFERENCE, dtype=np.int64)
+        rows[drawn] = self.members[slots[drawn]]
+        return rows
+
+    def draw_slots(self, cells: np.ndarray) -> np.ndarray:
+        """Where each draw lies in `members` (len(cells), n_samples) int64, NO_REFERENCE-padded
+        at the end."""
         cells = np.asarray(cells, dtype=np.int64)
         j = np.arange(self.n_samples, dtype=np.int64)
         pool = self.pool_of_cell[cells].astype(np.int64)
@@ -76,17 +85,17 @@ class ReferencePools:
             return np.full((len(cells), self.n_samples), NO_REFERENCE, dtype=np.int64)
         u = counter_uniform(self.key, cells[:, None] * self.n_samples + j)
         position = self.offsets[pool][:, None] + (u * size[:, None]).astype(np.int64)
-        rows = self.members[np.where(drawn, position, 0)].astype(np.int64)
-        return np.where(drawn, rows, NO_REFERENCE)
+        return np.where(drawn, position, NO_REFERENCE)
 
-    def askers_by_pool(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """(pool members, cells drawing from that pool) for every non-empty pool drawn from."""
+    def askers_by_pool(self) -> Iterator[tuple[slice, np.ndarray]]:
+        """(the pool's slots in `members`, cells drawing from it) for every non-empty pool drawn
+        from, in the order of `members`."""
         order = np.argsort(self.pool_of_cell, kind="stable")
         pools, starts = np.unique(self.pool_of_cell[order], return_index=True)
         for pool, lo, hi in zip(pools, starts, [*starts[1:], len(order)], strict=True):
-            members = self.members[self.offsets[pool] : self.offsets[pool + 1]]
-            if pool != NO_POOL and len(members):
-                yield members, order[lo:hi]
+            slots = slice(int(self.offsets[pool]), int(self.offsets[pool + 1]))
+            if pool != NO_POOL and slots.stop > slots.start:
+                yield slots, order[lo:hi]
 
     @property
     def n_without_reference(self) -> int:
@@ -153,79 +162,28 @@ def reference_pools(
 
 
 def reference_medians(
-    refs: np.ndarray,
-    read_rows: Callable[[np.ndarray], sp.csr_matrix],
-    n_genes: int,
-    chunk_pairs: int = 1 << 14,
+    refs: np.ndarray, read_rows: Callable[[np.ndarray], sp.csr_matrix], n_genes: int
 ) -> np.ndarray:
     """x^cf (B, G) float32: the lower median of each cell's reference rows; 0 where none."""
-    return reference_median_rows(refs, read_rows, n_genes, chunk_pairs).toarray()
+    return reference_median_rows(refs, read_rows, n_genes).toarray()
 
 
 def reference_median_rows(
     refs: np.ndarray,
     read_rows: Callable[[np.ndarray], sp.csr_matrix],
     n_genes: int,
-    chunk_pairs: int = 1 << 14,
+    threads: int = 1,
 ) -> sp.csr_matrix:
     """x^cf (B, G) float32 CSR: the lower median of each cell's reference rows; 0 where none.
 
-    `read_rows(sorted_unique_indices)` returns those count rows as CSR. Counts are sparse: the
-    lower median of k draws is non-zero only where at least k − ⌊(k−1)/2⌋ draws are non-zero.
-    Genes that no cell's draws can make that often are set aside first (`_possible_genes`); one
-    sparse product counts the non-zero draws of the rest, and the exact median is taken only for
-    the (cell, gene) pairs that reach the count, `chunk_pairs` at a time.
+    `read_rows(sorted_unique_indices)` returns those count rows as CSR; each is read once however
+    many cells draw it.
     """
-    k = (refs != NO_REFERENCE).sum(axis=1)
-    cells = np.flatnonzero(k)
-    if len(cells) == 0:
-        return sp.csr_matrix((len(refs), n_genes), dtype=np.float32)
-    drawn, k = refs[cells], k[cells]
-    unique, position = np.unique(drawn, return_inverse=True)
-    position = position.reshape(drawn.shape) - int(unique[0] == NO_REFERENCE)
-    unique = unique[unique != NO_REFERENCE]
-    rows = read_rows(unique)
-    needed = k - (k - 1) // 2
-    genes = _possible_genes(rows, position, k, int(needed.min()))
-    valid = drawn != NO_REFERENCE
-    picks = sp.csr_matrix(
-        (np.ones(valid.sum(), dtype=np.float32), (np.nonzero(valid)[0], position[valid])),
-        shape=(len(cells), len(unique)),
-    )
-    candidates = sp.csr_matrix(rows[:, genes])
-    pattern = sp.csr_matrix(
-        (np.ones(candidates.nnz, np.float32), candidates.indices, candidates.indptr),
-        shape=candidates.shape,
-    )
-    nonzero_draws = (picks @ pattern).tocoo()
-    reached = nonzero_draws.data >= needed[nonzero_draws.row]
-    cell, gene = nonzero_draws.row[reached], nonzero_draws.col[reached]
-    dense = candidates.toarray()
-    median = np.zeros(len(cell), dtype=np.float32)
-    for draws in np.unique(k[cell]):
-        lower = (draws - 1) // 2
-        pairs = np.flatnonzero(k[cell] == draws)
-        for start in range(0, len(pairs), chunk_pairs):
-            chunk = pairs[start : start + chunk_pairs]
-            values = dense[position[cell[chunk], :draws], gene[chunk, None]]  # (pairs, draws)
-            median[chunk] = np.partition(values, lower, axis=1)[:, lower]
-    return sp.csr_matrix(
-        (median, (cells[cell], genes[gene])), shape=(len(refs), n_genes), dtype=np.float32
-    )
+    from cradle_jax.data.lower_median import lower_median_rows  # numba compiles on first use
 
-
-def _possible_genes(rows: sp.csr_matrix, position: np.ndarray, k: np.ndarray, needed: int):
-    """The genes whose median can be non-zero for some cell: a cell's non-zero draws of a gene
-    non-zero in n of the drawn rows are at most the sum of its n most repeated draws."""
-    n_cells, width = position.shape
-    ranked = np.sort(np.where(np.arange(width) < k[:, None], position, -1), axis=1)
-    # run lengths of equal draws per cell (the padding -1 counts as draws: a looser bound)
-    starts = np.ones_like(ranked, dtype=bool)
-    starts[:, 1:] = ranked[:, 1:] != ranked[:, :-1]
-    run = np.cumsum(starts, axis=1) - 1
-    repeats = np.zeros((n_cells, width), dtype=np.int64)
-    np.add.at(repeats, (np.arange(n_cells)[:, None], run), 1)
-    most = np.cumsum(-np.sort(-repeats, axis=1), axis=1).max(axis=0)  # most[n-1]: top-n sum
-    members = np.bincount(rows.indices, minlength=rows.shape[1])  # drawn rows storing each gene
-    reach = np.where(members > 0, most[np.minimum(members, width) - 1], 0)
-    return np.flatnonzero(reach >= needed)
+    drawn = refs != NO_REFERENCE
+    unique, position = np.unique(refs[drawn], return_inverse=True)
+    positions = np.full(refs.shape, -1, dtype=np.int32)
+    positions[drawn] = position
+    rows = read_rows(unique) if len(unique) else sp.csr_matrix((0, n_genes), dtype=np.float32)
+    return lower_median_rows(positions, rows, n_genes, threads)

@@ -58,6 +58,7 @@ def train_config() -> ml_collections.ConfigDict:
     c.iwelbo_particles = 100  # predictive IWELBO on validation after training; 0 = skip
     c.iwelbo_batch_size = 128
     c.prefetch_batches = 2  # batches built on the host ahead of the device step; 0 = none
+    c.input_workers = 4  # threads building host batches at once: backed reads overlap
     # auto | device | host: `device` keeps every cell on the device and gathers each batch
     # inside the step; `auto` does so when the data are in memory and fit in
     # device_memory_share of one device's memory (docs/decisions.md#device-resident-data)
@@ -93,6 +94,7 @@ TRAIN_MINIMA = {
     "iwelbo_particles": 0,
     "iwelbo_batch_size": 1,
     "prefetch_batches": 0,
+    "input_workers": 1,
     "weight_decay": 0,
     "mask_lr_scale": 0,
     "dispersion_lr_scale": 0,

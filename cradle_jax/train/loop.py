@@ -11,42 +11,27 @@ data order.
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import jax
 import ml_collections
-import numpy as np
 from jax.sharding import Mesh
 from tqdm import tqdm
 
 from cradle_jax import atomic
-from cradle_jax.data.batches import PADDING, batch_indices, build_local_batch, num_batches
-from cradle_jax.data.dataset import PerturbData, load_perturb_data
-from cradle_jax.data.statistics import CountMoments, count_moments
-from cradle_jax.models.config import ModelConfig, resolve_model_config
-from cradle_jax.models.families import check_dosage, family_of
+from cradle_jax.data.batches import num_batches
 from cradle_jax.train.bundle import param_shapes, write_model_meta
 from cradle_jax.train.checkpoints import Checkpoints
 from cradle_jax.train.config import check_config
 from cradle_jax.train.errors import RunError
-from cradle_jax.train.inputs import batch_arrays, split_stats
 from cradle_jax.train.iwelbo import split_iwelbo
 from cradle_jax.train.keys import purpose_key
-from cradle_jax.train.likelihood_init import likelihood_from_data
 from cradle_jax.train.logs import MetricsLog
-from cradle_jax.train.mesh import (
-    check_batch_size,
-    data_mesh,
-    global_batch,
-    local_rows,
-    replicate,
-    replicated,
-    to_host,
-)
-from cradle_jax.train.objective import LossConfig, init_params, placeholder_inputs
+from cradle_jax.train.mesh import replicate, replicated, to_host
 from cradle_jax.train.prefetch import WaitClock, prefetch
-from cradle_jax.train.resident import ResidentCells, choose_pipeline, resident_bytes, resident_cells
+from cradle_jax.train.run import Run, announce, initial_state, open_run
 from cradle_jax.train.state import Progress, TrainState
 from cradle_jax.train.step import make_eval_step, make_optimizer, make_train_step
 from cradle_jax.train.workdir import CONFIG_NAME, prepare_workdir
@@ -54,141 +39,10 @@ from cradle_jax.train.workdir import CONFIG_NAME, prepare_workdir
 SUMMARY_NAME = "training.json"
 
 
-def _say(text: str) -> None:
-    if jax.process_index() == 0:
-        print(text, flush=True)
-
-
 def _duration(seconds: float) -> str:
     minutes, seconds = divmod(int(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s"
-
-
-@dataclass
-class Run:
-    """Everything fixed for the length of a run."""
-
-    config: ml_collections.ConfigDict
-    data: PerturbData
-    cfg: ModelConfig
-    loss_cfg: LossConfig
-    mesh: Mesh
-    batch_size: int
-    rows: slice
-    train_stats: dict
-    val_stats: dict
-    cells: ResidentCells | None  # every cell on the device, or None: batches built on the host
-
-    @property
-    def resident(self) -> tuple[ResidentCells, ...]:
-        """The steps' trailing argument: the resident cells, or nothing for host batches."""
-        return () if self.cells is None else (self.cells,)
-
-    def batches(self, split: str, *, epoch: int = 0, shuffle: bool = False, start: int = 0):
-        """(number of real cells, global batch) for each batch of `split`; a device-resident
-        run's batch is the cells' row indices, which the step gathers."""
-        for index in batch_indices(
-            self.data,
-            split,
-            self.batch_size,
-            seed=self.config.seed,
-            epoch=epoch,
-            shuffle=shuffle,
-            start_batch=start,
-        ):
-            n_cells = int((index != PADDING).sum())
-            if self.cells is None:
-                local = batch_arrays(build_local_batch(self.data, index, self.rows))
-                yield n_cells, global_batch(local, self.mesh, self.batch_size)
-            else:
-                local = {"index": index[self.rows].astype(np.int32)}
-                yield n_cells, global_batch(local, self.mesh, self.batch_size)["index"]
-
-
-def _open_run(config: ml_collections.ConfigDict, loss_cfg: LossConfig, mesh: Mesh | None) -> Run:
-    data = load_perturb_data(config.data.path, config.data, config.seed)
-    mesh = data_mesh() if mesh is None else mesh
-    check_batch_size(config.train.batch_size, mesh)
-    cfg = resolve_model_config(
-        config.model, len(data.gene_names), data.vocabulary.size, data.qc.shape[1]
-    )
-    check_dosage(cfg, data.dosage, data.labels)
-    if not family_of(cfg).artifact_path:
-        _say(f"model.name={cfg.name} uses no QC labels: loss.alpha and loss.cf_kl do not apply")
-    elif note := _one_class_note(data, loss_cfg):
-        _say(note)
-    return Run(
-        config=config,
-        data=data,
-        cfg=cfg,
-        loss_cfg=loss_cfg,
-        mesh=mesh,
-        batch_size=config.train.batch_size,
-        rows=local_rows(mesh, config.train.batch_size),
-        train_stats=replicate(split_stats(data, "train"), mesh),
-        val_stats=replicate(split_stats(data, "val"), mesh),
-        cells=_input_pipeline(data, mesh, config.train),
-    )
-
-
-def _input_pipeline(
-    data: PerturbData, mesh: Mesh, train: ml_collections.ConfigDict
-) -> ResidentCells | None:
-    """Every cell's x^cf computed once; then the cells put on the devices, or None where the
-    batches are built on the host (train.input_pipeline, docs/decisions.md#device-resident-data).
-    """
-    data.counterfactual.prepare()
-    layout = choose_pipeline(data, mesh, train.input_pipeline, train.device_memory_share)
-    if layout == "host":
-        _say("input pipeline: batches built on the host")
-        return None
-    size = resident_bytes(data, layout) / 2**20
-    _say(f"input pipeline: every cell on the device ({layout}, {size:,.0f} MiB per device)")
-    return resident_cells(data, mesh, layout)
-
-
-def _one_class_note(data: PerturbData, loss_cfg: LossConfig) -> str | None:
-    """What CRADLE's QC terms do when the training split has no QC-fail cells, or only those.
-
-    Legal input, but α (the fail share) is then 0 or 1: the batch/split modes give one class no
-    reconstruction weight, and without fail cells no cell has a counterfactual reference.
-    """
-    share = float((data.qc[data.cells("train")].max(axis=1) > 0).mean())
-    if share not in (0.0, 1.0):
-        return None
-    if share == 0.0:
-        note = "no QC-fail cells: no cell has a counterfactual reference (the cf term is 0)"
-    else:
-        note = "only QC-fail cells: the artifact path cannot be told from the rest"
-    if loss_cfg.alpha in ("batch", "split"):
-        weighted = "pass" if share == 0.0 else "fail"
-        note += (
-            f"; loss.alpha={loss_cfg.alpha} gives α = {share:g}, which leaves {weighted} cells "
-            "no reconstruction weight: set loss.alpha=off to weight every cell 1"
-        )
-    return f"the training split has {note}"
-
-
-def _initial_state(run: Run, optimizer, fresh: bool) -> TrainState:
-    """Fresh parameters from the run's "init" key, identical on every process, replicated; for a
-    `fresh` run (not resumed) with `train.likelihood_from_data`, the NB decoder's per-gene
-    parameters start at the moments of the training split's QC-pass cells."""
-    key = jax.random.wrap_key_data(purpose_key(run.config.seed, "init"))
-    params = jax.jit(init_params, static_argnames="cfg")(key, *placeholder_inputs(run.cfg), run.cfg)
-    params = jax.device_get(params)
-    if fresh and run.config.train.likelihood_from_data and run.cfg.likelihood == "library_nb":
-        params = likelihood_from_data(params, _training_moments(run.data))
-    state = TrainState.create(params, optimizer)
-    return replicate(jax.device_get(state), run.mesh)
-
-
-def _training_moments(data: PerturbData) -> CountMoments:
-    """Count moments of the training split's QC-pass cells (all its cells if none pass)."""
-    train = data.cells("train")
-    passing = train[data.qc[train].max(axis=1) == 0]
-    cells = passing if len(passing) else train
-    return count_moments(data.counts, cells, data.library_size)
 
 
 def _weighted_sums(sums: dict, n_cells: int, loss, aux: dict) -> dict:
@@ -221,78 +75,110 @@ def _epoch_line(epoch: int, step: int, train: dict, val: dict, progress: Progres
     )
 
 
+@dataclass
+class _Steps:
+    """The compiled steps of a run and what stays fixed across them."""
+
+    train: Callable
+    eval: Callable
+    run_key: jax.Array
+    log: MetricsLog
+    checkpoints: Checkpoints
+    started: float  # when this launch began training, for the ETA
+    first_step: int  # the step it began at
+
+
 def _train(run: Run, workdir: Path, checkpoints: Checkpoints) -> Progress:
     """Train until early stopping, max_epochs or max_steps; resume from the latest checkpoint."""
     tc = run.config.train
     optimizer = make_optimizer(
         tc.learning_rate, tc.weight_decay, tc.clip_norm, tc.mask_lr_scale, tc.dispersion_lr_scale
     )
-    state = _initial_state(run, optimizer, fresh=checkpoints.latest_step() is None)
+    state = initial_state(run, optimizer, fresh=checkpoints.latest_step() is None)
     progress = Progress()
     if checkpoints.latest_step() is not None:
         state, progress = checkpoints.restore_latest(state)
-        _say(f"resuming from step {checkpoints.latest_step()} (epoch {progress.epoch + 1})")
+        announce(f"resuming from step {checkpoints.latest_step()} (epoch {progress.epoch + 1})")
     step = int(to_host(state.step))
     progress.extend(step, tc.max_epochs, tc.max_steps)
     if progress.finished:
         return progress
     resident = run.cells is not None
-    train_step = make_train_step(run.cfg, run.loss_cfg, optimizer, run.mesh, resident)
-    eval_step = make_eval_step(run.cfg, run.loss_cfg, run.mesh, resident)
-    run_key = replicate(purpose_key(run.config.seed, "train"), run.mesh)
-    log = MetricsLog(workdir, resume_step=step, enabled=jax.process_index() == 0)
-    n_train = len(run.data.cells("train"))
-    n_batches = num_batches(n_train, run.batch_size)
-    started, steps_at_start = time.perf_counter(), step
+    steps = _Steps(
+        train=make_train_step(run.cfg, run.loss_cfg, optimizer, run.mesh, resident),
+        eval=make_eval_step(run.cfg, run.loss_cfg, run.mesh, resident),
+        run_key=replicate(purpose_key(run.config.seed, "train"), run.mesh),
+        log=MetricsLog(workdir, resume_step=step, enabled=jax.process_index() == 0),
+        checkpoints=checkpoints,
+        started=time.perf_counter(),
+        first_step=step,
+    )
     try:
         while not progress.finished:
-            epoch_start, cells_this_epoch = time.perf_counter(), 0
-            sums = dict(progress.epoch_sums)
-            bar = tqdm(
-                total=n_batches,
-                initial=progress.batch,
-                desc=f"epoch {progress.epoch + 1}",
-                leave=False,
-                disable=None if jax.process_index() == 0 else True,
-            )
-            batches = run.batches("train", epoch=progress.epoch, shuffle=True, start=progress.batch)
-            input_wait = WaitClock()
-            for n_cells, batch in input_wait.timed(prefetch(batches, tc.prefetch_batches)):
-                state, loss, aux = train_step(state, batch, run.train_stats, run_key, *run.resident)
-                sums = _weighted_sums(sums, n_cells, loss, aux)
-                progress.batch += 1
-                progress.epoch_cells += n_cells
-                cells_this_epoch += n_cells
-                step += 1
-                bar.update()
-                if step % tc.log_every_steps == 0:
-                    log.write(step, {"train/step_loss": float(to_host(loss))})
-                if tc.max_steps and step >= tc.max_steps:
-                    progress.stop_reason = "max_steps"
-                    break
-                if step % tc.checkpoint_every_steps == 0 and progress.batch < n_batches:
-                    progress.epoch_sums = {k: float(to_host(v)) for k, v in sums.items()}
-                    checkpoints.save_latest(step, state, progress)
-            bar.close()
-            progress.epoch_sums = {k: float(to_host(v)) for k, v in sums.items()}
-            wait_share = input_wait.seconds / (time.perf_counter() - epoch_start)
-            if progress.batch == n_batches:
-                log.write(step, {"train/input_wait_share": wait_share})
-                line = _end_epoch(run, eval_step, state, progress, step, checkpoints, log)
-                per_step = (time.perf_counter() - started) / (step - steps_at_start)
-                steps_left = (tc.max_epochs - progress.epoch) * n_batches
-                if tc.max_steps:
-                    steps_left = min(steps_left, tc.max_steps - step)
-                eta = 0 if progress.finished else per_step * steps_left
-                rate = cells_this_epoch / (time.perf_counter() - epoch_start)
-                _say(
-                    f"{line} | {rate:,.0f} cells/s, input wait {wait_share:.1%} | "
-                    f"ETA ≤ {_duration(eta)}"
-                )
-            checkpoints.save_latest(step, state, progress)
+            state, step = _train_epoch(run, steps, state, step, progress)
     finally:
-        log.close()
+        steps.log.close()
     return progress
+
+
+def _train_epoch(
+    run: Run, steps: _Steps, state: TrainState, step: int, progress: Progress
+) -> tuple[TrainState, int]:
+    """The rest of the current epoch from `progress.batch` (or up to max_steps), with its
+    validation and log line when it completes; the latest checkpoint saved at the end."""
+    tc = run.config.train
+    n_batches = num_batches(len(run.data.cells("train")), run.batch_size)
+    epoch_start, cells_this_epoch = time.perf_counter(), 0
+    sums = dict(progress.epoch_sums)
+    bar = tqdm(
+        total=n_batches,
+        initial=progress.batch,
+        desc=f"epoch {progress.epoch + 1}",
+        leave=False,
+        disable=None if jax.process_index() == 0 else True,
+    )
+    batches = run.batches("train", epoch=progress.epoch, shuffle=True, start=progress.batch)
+    input_wait = WaitClock()
+    for n_cells, batch in input_wait.timed(prefetch(batches, tc.prefetch_batches)):
+        state, loss, aux = steps.train(state, batch, run.train_stats, steps.run_key, *run.resident)
+        sums = _weighted_sums(sums, n_cells, loss, aux)
+        progress.batch += 1
+        progress.epoch_cells += n_cells
+        cells_this_epoch += n_cells
+        step += 1
+        bar.update()
+        if step % tc.log_every_steps == 0:
+            steps.log.write(step, {"train/step_loss": float(to_host(loss))})
+        if tc.max_steps and step >= tc.max_steps:
+            progress.stop_reason = "max_steps"
+            break
+        if step % tc.checkpoint_every_steps == 0 and progress.batch < n_batches:
+            progress.epoch_sums = {k: float(to_host(v)) for k, v in sums.items()}
+            steps.checkpoints.save_latest(step, state, progress)
+    bar.close()
+    progress.epoch_sums = {k: float(to_host(v)) for k, v in sums.items()}
+    if progress.batch == n_batches:
+        seconds = time.perf_counter() - epoch_start
+        wait_share = input_wait.seconds / seconds
+        steps.log.write(step, {"train/input_wait_share": wait_share})
+        line = _end_epoch(run, steps.eval, state, progress, step, steps.checkpoints, steps.log)
+        eta = _duration(_eta(run, steps, progress, step, n_batches))
+        rate = cells_this_epoch / seconds
+        announce(f"{line} | {rate:,.0f} cells/s, input wait {wait_share:.1%} | ETA ≤ {eta}")
+    steps.checkpoints.save_latest(step, state, progress)
+    return state, step
+
+
+def _eta(run: Run, steps: _Steps, progress: Progress, step: int, n_batches: int) -> float:
+    """Seconds left at this launch's mean step time, to max_epochs (or max_steps)."""
+    if progress.finished:
+        return 0.0
+    tc = run.config.train
+    per_step = (time.perf_counter() - steps.started) / (step - steps.first_step)
+    steps_left = (tc.max_epochs - progress.epoch) * n_batches
+    if tc.max_steps:
+        steps_left = min(steps_left, tc.max_steps - step)
+    return per_step * steps_left
 
 
 def _end_epoch(
@@ -344,10 +230,10 @@ def train_and_evaluate(
     # A new run reads and checks its data before writing anything, so bad input leaves no
     # half-made workdir; a resumed one first checks that the config still matches.
     loss_cfg = check_config(config)
-    run = None if (workdir / CONFIG_NAME).exists() else _open_run(config, loss_cfg, mesh)
+    run = None if (workdir / CONFIG_NAME).exists() else open_run(config, loss_cfg, mesh)
     changed = prepare_workdir(workdir, config, primary=jax.process_index() == 0)
     if changed:
-        _say(f"resuming with changed settings: {', '.join(changed)}")
+        announce(f"resuming with changed settings: {', '.join(changed)}")
     summary_path = workdir / SUMMARY_NAME
     checkpoints = Checkpoints(workdir)
     progress = checkpoints.latest_progress()
@@ -356,43 +242,50 @@ def train_and_evaluate(
         progress.extend(checkpoints.latest_step(), tc.max_epochs, tc.max_steps)
         if progress.finished:
             checkpoints.close()
-            _say(f"{workdir} holds a finished run ({progress.stop_reason}); nothing to do")
+            announce(f"{workdir} holds a finished run ({progress.stop_reason}); nothing to do")
             return json.loads(summary_path.read_text())
-    run = run or _open_run(config, loss_cfg, mesh)
+    run = run or open_run(config, loss_cfg, mesh)
     if jax.process_index() == 0:
         write_model_meta(workdir, run.data, run.cfg, config)
     try:
         started = time.perf_counter()
         progress = _train(run, workdir, checkpoints)
-        summary = {
-            "steps": checkpoints.latest_step(),
-            "epochs": progress.epoch,
-            "stop_reason": progress.stop_reason,
-            "best_epoch": None if progress.best_epoch is None else progress.best_epoch + 1,
-            "best_val_loss": progress.best_val_loss,
-            "cells": {split: len(run.data.cells(split)) for split in ("train", "val", "test")},
-            "devices": run.mesh.size,
-            "processes": jax.process_count(),
-            "seconds_this_run": round(time.perf_counter() - started, 1),
-        }
-        if config.train.iwelbo_particles and checkpoints.best_step() is not None:
-            like = param_shapes(run.cfg, replicated(run.mesh))
-            params = checkpoints.restore_best_params(like)
-            summary["val_iwelbo"] = split_iwelbo(
-                params,
-                run.data,
-                "val",
-                run.cfg,
-                run.mesh,
-                n_particles=config.train.iwelbo_particles,
-                batch_size=config.train.iwelbo_batch_size,
-                key_data=purpose_key(config.seed, "iwelbo"),
-            )
+        summary = _summary(run, progress, checkpoints, time.perf_counter() - started)
     finally:
         checkpoints.close()
     if jax.process_index() == 0:
         atomic.write_json(summary_path, summary)
-    _say(_finished_line(summary))
+    announce(_finished_line(summary))
+    return summary
+
+
+def _summary(run: Run, progress: Progress, checkpoints: Checkpoints, seconds: float) -> dict:
+    """What training.json records of a finished launch, with the predictive IWELBO of the best
+    parameters on validation when train.iwelbo_particles asks for it."""
+    summary = {
+        "steps": checkpoints.latest_step(),
+        "epochs": progress.epoch,
+        "stop_reason": progress.stop_reason,
+        "best_epoch": None if progress.best_epoch is None else progress.best_epoch + 1,
+        "best_val_loss": progress.best_val_loss,
+        "cells": {split: len(run.data.cells(split)) for split in ("train", "val", "test")},
+        "devices": run.mesh.size,
+        "processes": jax.process_count(),
+        "seconds_this_run": round(seconds, 1),
+    }
+    tc = run.config.train
+    if tc.iwelbo_particles and checkpoints.best_step() is not None:
+        params = checkpoints.restore_best_params(param_shapes(run.cfg, replicated(run.mesh)))
+        summary["val_iwelbo"] = split_iwelbo(
+            params,
+            run.data,
+            "val",
+            run.cfg,
+            run.mesh,
+            n_particles=tc.iwelbo_particles,
+            batch_size=tc.iwelbo_batch_size,
+            key_data=purpose_key(run.config.seed, "iwelbo"),
+        )
     return summary
 
 

@@ -2,17 +2,22 @@
 long the training loop still waits for them.
 
 Densifying a CSR block, the reference medians and the transfer to the devices happen in a
-background thread, up to `size` batches ahead, so the train step does not wait for them. The
+background thread, up to `size` batches ahead, so the train step does not wait for them; the
+batches themselves are built by several threads at once (`ordered_map`), which is what keeps a
+backed file's reads (one `os.pread` per row, which releases the GIL) ahead of a fast step. The
 items and their order are those of the wrapped iterator: prefetching changes timing only.
 """
 
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 _END = object()
 
@@ -63,6 +68,26 @@ def prefetch(items: Iterator[T], size: int) -> Iterator[T]:
     finally:
         stop.set()
         thread.join()
+
+
+def ordered_map(function: Callable[[T], R], items: Iterator[T], workers: int) -> Iterator[R]:
+    """function(item) for each item, in order, computed on `workers` threads with at most
+    `workers` results ahead of the consumer; one worker computes them in the caller's thread."""
+    if workers <= 1:
+        yield from map(function, items)
+        return
+    with ThreadPoolExecutor(workers, thread_name_prefix="batches") as executor:
+        pending = deque()
+        try:
+            for item in items:
+                pending.append(executor.submit(function, item))
+                if len(pending) >= workers:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
 
 
 class WaitClock:

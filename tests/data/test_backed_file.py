@@ -92,10 +92,15 @@ def test_backed_loading_takes_partial_and_renamed_obs_metrics(config, tmp_path):
     backed.counts.close()
 
 
-def test_medians_on_disk_match_medians_of_the_draws_across_chunks(config, tmp_path, monkeypatch):
-    """Pools bigger than one dense chunk are written in several appends; every cell's row is
-    still the lower median of its own draws."""
-    monkeypatch.setattr(counterfactual_rows, "DENSE_CHUNK_VALUES", 5 * 12)  # 5 cells per chunk
+@pytest.mark.parametrize("read_values", [1, 200, 10**9])
+def test_medians_on_disk_match_medians_of_the_draws_across_chunks(
+    config, tmp_path, monkeypatch, read_values
+):
+    """Pools bigger than one block of askers are written in several appends, and pools staged
+    one by one, a few together or all at once; every cell's row is still the lower median of
+    its own draws."""
+    monkeypatch.setattr(counterfactual_rows, "MEDIAN_CELLS", 5)
+    monkeypatch.setattr(counterfactual_rows, "POOL_READ_VALUES", read_values)
     adata = make_adata(labels_with_pairs(30), fail_fraction=0.5)
     in_memory, backed = _both(adata, config, tmp_path)
     cells = np.arange(backed.n_cells)
@@ -118,7 +123,7 @@ def test_the_median_table_holds_the_medians_taken_on_demand(
     """In memory, every cell's x^cf computed once, in several chunks, from pools read one by
     one, a few together or all at once, equals the medians of each batch's draws taken when
     asked."""
-    monkeypatch.setattr(counterfactual_rows, "DENSE_CHUNK_VALUES", 5 * 12)
+    monkeypatch.setattr(counterfactual_rows, "MEDIAN_CELLS", 5)
     monkeypatch.setattr(counterfactual_rows, "POOL_READ_VALUES", read_values)
     data = load_perturb_data(make_adata(labels_with_pairs(30), fail_fraction=0.5), config, 0)
     cells = np.random.default_rng(0).permutation(data.n_cells)
@@ -196,5 +201,24 @@ def test_backed_rows_read_in_spans_equal_the_in_memory_rows(
         index = rng.choice(300, size, replace=size == 300)
         index[0] = 17
         np.testing.assert_array_equal(backed.rows(index).toarray(), matrix[index].toarray())
-    assert backed.stored_values(np.array([3, 17, 5])) == np.diff(matrix.indptr)[[3, 17, 5]].sum()
+    assert backed.stored_values_total() == matrix.nnz
+    backed.close()
+
+
+@pytest.mark.parametrize("dense", [False, True])
+def test_rows_read_in_one_pass_equal_the_in_memory_rows(tmp_path, monkeypatch, dense):
+    """Scattered rows read block by block in file order, none from some blocks, an empty row
+    among them, from CSR and dense files."""
+    monkeypatch.setattr(counts_module, "ROW_BLOCK", 16)
+    matrix = sp.random(100, 30, density=0.3, format="csr", random_state=2, dtype=np.float32)
+    matrix.data = np.ceil(matrix.data * 9)
+    matrix = sp.csr_matrix(matrix.multiply((np.arange(100) != 40)[:, None]))  # row 40 empty
+    ad.AnnData(X=matrix.toarray() if dense else matrix).write_h5ad(tmp_path / "m.h5ad")
+    backed = BackedCounts(tmp_path / "m.h5ad", "X")
+    wanted = np.array([0, 3, 15, 16, 40, 41, 90, 99])  # nothing from rows 17..39 or 48..89
+    pieces = list(backed.rows_in_file_order(wanted))
+    assert [len(rows) for rows, _ in pieces] == [3, 1, 2, 1, 1]
+    np.testing.assert_array_equal(np.concatenate([rows for rows, _ in pieces]), wanted)
+    read = sp.vstack([block for _, block in pieces]).toarray()
+    np.testing.assert_array_equal(read, matrix[wanted].toarray())
     backed.close()

@@ -96,7 +96,7 @@ def test_lower_median_matches_brute_force_on_sparse_counts(seed):
     for i in range(24):  # the last cell keeps no reference
         k = rng.integers(1, 10)
         refs[i, :k] = rng.integers(0, 60, size=k)
-    out = reference_medians(refs, lambda idx: sp.csr_matrix(counts[idx]), 40, chunk_pairs=4)
+    out = reference_medians(refs, lambda idx: sp.csr_matrix(counts[idx]), 40)
     for i in range(25):
         drawn = refs[i][refs[i] != NO_REFERENCE]
         expected = (

@@ -55,6 +55,7 @@ COMMON = {
     "train.iwelbo_batch_size": 128,
     "train.input_pipeline": "auto",  # ours (docs/decisions.md#device-resident-data)
     "train.device_memory_share": 0.5,
+    "train.input_workers": 4,
     "seed": 0,
 }
 PAIRS = {
