@@ -5,9 +5,10 @@ draws. Training therefore computes every cell's x^cf once, a group of reference 
 (memory bounded by the group), and a batch reads its rows like it reads its counts: from a sparse
 matrix in memory, or for a backed file from a sparse sidecar file (holding the medians in memory
 would grow with the number of cells). A backed file's pool members, scattered through it, are
-first copied group by group into a staging file in one sequential pass (one request per member
-row took 5 s at a million cells). Before that one pass, in memory, a few cells' medians are
-taken on demand (evaluation asks for a few cells). All give the same numbers.
+first copied group by group into a staging file in one sequential pass, far cheaper than one
+request per member row (benchmarks/README.md#backed-files). Before that one pass, in memory, a
+few cells' medians are taken on demand (evaluation asks for a few cells). All give the same
+numbers.
 """
 
 import logging
@@ -220,8 +221,8 @@ def _stage_groups(
     members = np.concatenate([pools.members[:0], *(pools.members[g] for g in groups)])
     order = np.argsort(members, kind="stable")
     sorted_rows, group_of_row = members[order], group_of_slot[order]
-    # one chunk of cache per dataset: the default 1 MB each, over three datasets per group, grew
-    # with the number of groups (48 MB at a million cells)
+    # one chunk of cache per dataset: the default 1 MB each, over three datasets per group,
+    # would grow with the number of groups, so with the file
     with h5py.File(path, "w", rdcc_nbytes=STAGING_CACHE_BYTES) as f:
         writers = [_CsrWriter(f.create_group(str(n)), counts.shape[1]) for n in range(len(groups))]
         done = 0

@@ -17,8 +17,8 @@ from cradle_jax.data.direct_reads import DirectDataset
 from cradle_jax.data.errors import DataError
 
 # Rows per block of a streaming pass. Each pass leaves its blocks' freed memory in the C heap,
-# so the peak of a backed load grows with the block: 1M cells x 100 non-zeros loaded with a peak
-# of 325 MB at 16,384 rows, 280 MB at 8,192, 270 MB at 4,096 (whose reads took 0.8 s longer).
+# so the peak of a backed load grows with the block; smaller blocks read more slowly
+# (benchmarks/README.md#backed-files).
 ROW_BLOCK = 8_192
 # float32 holds every integer below 2^24 exactly; a larger count could have been rounded.
 FLOAT32_EXACT_LIMIT = 2**24
@@ -27,7 +27,7 @@ FLOAT32_EXACT_LIMIT = 2**24
 SPAN_GAP_VALUES = 4096
 SPAN_VALUES = 1 << 20  # the most stored values one request reads (8 MB of values and columns)
 # Files with fewer rows keep their row pointers in memory (up to 4 MB); larger ones read the
-# pointers of the wanted rows with each request (2.6 ms per 512 rows at 1M rows).
+# pointers of the wanted rows with each request, so memory does not grow with the file.
 ROW_STARTS_IN_MEMORY = 1 << 19
 
 

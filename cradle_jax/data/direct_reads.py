@@ -1,11 +1,11 @@
 """Positional reads of uncompressed HDF5 datasets, without the HDF5 library on each request.
 
 A backed training batch reads ~1,000 scattered rows (its cells' counts and x^cf). Through h5py
-each row is one request of ~145 µs at a million cells (selection set-up, chunk lookup, type
-conversion), which held backed batches at ~3,000 cells/s. When a 1-D dataset is stored without
-filters, contiguous or in chunks, the file offset of every value is known once its chunks'
-addresses are, and a row is one `os.pread` of a few microseconds. Compressed or otherwise
-filtered datasets have no such offsets: they keep the h5py path.
+each row is one request that sets up a selection, looks up its chunk and converts types, which
+costs far more than the read itself (benchmarks/README.md#backed-files). When a 1-D dataset is
+stored without filters, contiguous or in chunks, the file offset of every value is known once its
+chunks' addresses are, and a row is one `os.pread`. Compressed or otherwise filtered datasets
+have no such offsets: they keep the h5py path.
 """
 
 import os

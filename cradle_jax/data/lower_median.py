@@ -4,11 +4,11 @@ A cell's x^cf is the lower median, gene by gene, of its k drawn reference rows
 (docs/data.md#counterfactual-references). Counts are sparse: the median of a gene is non-zero
 only where at least k − ⌊(k−1)/2⌋ of the draws store it, and a cell's draws store ~k × 100 values
 of which ~40 genes reach that. So each cell's draws are scattered once into per-gene lists, and
-the order statistic is taken only for the genes that reach the count: ~20 µs per cell of 50
-draws. The vectorised NumPy/SciPy form of the same computation (a sparse product to count the
-non-zero draws, then a gather and a partition per reached pair) took ~50 µs, and at a million
-cells the first training batch waited for it. numba comes with scanpy, so this costs no new
-dependency.
+the order statistic is taken only for the genes that reach the count. The vectorised NumPy/SciPy
+form of the same computation (a sparse product to count the non-zero draws, then a gather and a
+partition per reached pair) spent most of its time building temporaries, and at a million cells
+the first training batch waited for it (benchmarks/README.md#backed-files). numba comes with
+scanpy, so this costs no new dependency.
 
 Exact for any non-negative values: a gene's values are ranked by counting when they are small
 integers (counts almost always are), by a quickselect otherwise. Training's pass over every cell
