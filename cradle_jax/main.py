@@ -5,6 +5,7 @@ User errors (bad input data, bad flags or config overrides) print one line and e
 """
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
@@ -50,34 +51,37 @@ USAGE = "usage: cradle-jax SUBCOMMAND [--flags]\n" + "".join(
 )
 
 
+def _simulate(_: list[str]) -> None:
+    if not OUT.value:
+        raise flags.ValidationError("simulate needs --out FILE.h5ad")
+    simulate.run(SEED.value, OUT.value)
+
+
+def _train(_: list[str]) -> None:
+    train.run(SEED.value if flags.FLAGS["seed"].present else None)  # else the config's seed
+
+
+RUNNERS: dict[str, Callable[[list[str]], None]] = {
+    "simulate": _simulate,
+    "prepare": lambda _: prepare.run(OUT.value),
+    "inspect": lambda _: inspect.run(SEED.value),
+    "train": _train,
+    "evaluate": lambda _: evaluate.run(OUT.value),
+    "export": lambda _: export.run(OUT.value),
+    "generate": lambda _: generate.run(SEED.value, OUT.value),
+    "predict": lambda _: predict.run(SEED.value, OUT.value),
+    "sweep": lambda _: sweep.run(),
+    "aggregate": lambda positional: sweep.run_aggregate(positional[0] if positional else None),
+}
+
+
 def main(argv: list[str]) -> None:
     command, *positional = argv[1:] or [""]
     if command not in SUBCOMMANDS or len(positional) > (command in POSITIONAL):
         sys.stderr.write(USAGE)
         sys.exit(2)
     try:
-        if command == "simulate":
-            if not OUT.value:
-                raise flags.ValidationError("simulate needs --out FILE.h5ad")
-            simulate.run(SEED.value, OUT.value)
-        elif command == "prepare":
-            prepare.run(OUT.value)
-        elif command == "inspect":
-            inspect.run(SEED.value)
-        elif command == "train":
-            train.run(SEED.value if flags.FLAGS["seed"].present else None)
-        elif command == "evaluate":
-            evaluate.run(OUT.value)
-        elif command == "export":
-            export.run(OUT.value)
-        elif command == "generate":
-            generate.run(SEED.value, OUT.value)
-        elif command == "predict":
-            predict.run(SEED.value, OUT.value)
-        elif command == "sweep":
-            sweep.run()
-        elif command == "aggregate":
-            sweep.run_aggregate(positional[0] if positional else None)
+        RUNNERS[command](positional)
     except DataError as err:
         _fail(command, message_for(command, err))
     except (RunError, flags.ValidationError, OSError) as err:

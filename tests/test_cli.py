@@ -130,3 +130,9 @@ def test_every_readme_subcommand_has_a_help_page_listing_its_own_flags():
             assert f"--{flag.name} (default: " in page, (command, flag.name)
         for used in re.findall(r"--(\w+)", example):
             assert f"--{used} (default: " in page, (command, used)
+
+
+def test_every_listed_subcommand_has_a_runner():
+    from cradle_jax.main import RUNNERS, SUBCOMMANDS
+
+    assert set(RUNNERS) == set(SUBCOMMANDS)
