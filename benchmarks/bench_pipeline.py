@@ -10,9 +10,10 @@ by each pipeline, each batch ending on the device as the train step receives it:
     pass is printed);
   * device dense / device sparse: every cell on the device, a batch gathered by jitted code from
     its row indices (train.input_pipeline=device).
-Then the train step's own cells/s at the same config, and two short real training runs (host and
-device pipelines) whose epoch records give the measured share of step time spent waiting for
-input. Peak RSS of the process at the end (and peak device memory where the device reports it).
+Then the train step's own cells/s at the same config, and three short real training runs (host
+and device pipelines, and the file streamed with data.backed) whose epoch records give the
+measured share of step time spent waiting for input. Peak RSS of the process at the end (and
+peak device memory where the device reports it).
 `--backed_sizes` adds the backed-file path (benchmarks/bench_data.py, one process per size).
 
     python benchmarks/bench_pipeline.py --workdir runs/bench/pipeline
@@ -164,14 +165,17 @@ def train_step_rate(data, config, cells, indices, mesh, repeats: int) -> float:
     return cells_of(indices[:repeats]) / (time.perf_counter() - started)
 
 
-def input_wait(path: Path, batch_size: int, pipeline: str, epochs: int, workdir: Path) -> str:
+def input_wait(
+    path: Path, batch_size: int, pipeline: str, epochs: int, workdir: Path, backed: bool = False
+) -> str:
     """Cells/s and the measured input-wait share of each epoch of a real training run (its
-    epoch lines; the first epoch includes compiling the step)."""
+    epoch lines; the first epoch includes compiling the step); `backed` streams the file."""
     config = run_config(path, batch_size)
     config.train.update(input_pipeline=pipeline, max_epochs=epochs, patience=0, iwelbo_particles=0)
+    config.data.backed = backed
     output = io.StringIO()
     with contextlib.redirect_stdout(output):
-        train_and_evaluate(config, workdir / f"train_{pipeline}")
+        train_and_evaluate(config, workdir / f"train_{pipeline}{'_backed' if backed else ''}")
     epochs = re.findall(r"\| ([\d,]+) cells/s, input wait ([\d.]+%)", output.getvalue())
     return "; ".join(
         f"epoch {i + 1} {rate} cells/s, input wait {wait}" for i, (rate, wait) in enumerate(epochs)
@@ -222,6 +226,8 @@ def main() -> None:
     for pipeline in ("host", "device"):
         line = input_wait(path, args.batch_size, pipeline, args.train_epochs, workdir)
         print(f"training, {pipeline} pipeline: {line}")
+    line = input_wait(path, args.batch_size, "host", args.train_epochs, workdir, backed=True)
+    print(f"training, backed file (host pipeline, os.pread, train.input_workers threads): {line}")
     print(peak_memory())
     if args.backed_sizes:
         print("backed files (benchmarks/bench_data.py):", flush=True)
