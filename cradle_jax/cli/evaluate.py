@@ -6,7 +6,7 @@ import ml_collections
 from absl import flags
 
 from cradle_jax.cli.common import EXPORT, WORKDIR
-from cradle_jax.evaluate.cell_splits import write_cell_splits
+from cradle_jax.data.cell_splits import write_cell_splits
 from cradle_jax.evaluate.export import load_export
 from cradle_jax.evaluate.run import evaluate, report, write_results
 from cradle_jax.evaluate.workdir import evaluate_workdir, settings_with

@@ -2,8 +2,9 @@
 
 The columns of the evaluate table are held out only as far as the cells behind them are
 (docs/metrics.md#columns); this file says which cells those were, so a score can be checked or
-recomputed elsewhere. It is written atomically into the workdir (and beside the results of
-`evaluate --export`) and travels in the export as two arrays.
+recomputed elsewhere. `train` writes it atomically into the workdir once the data are open,
+`evaluate` again beside its results (also for `evaluate --export`), and it travels in the export
+as two arrays.
 """
 
 from dataclasses import dataclass

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from cradle_jax import atomic
+from cradle_jax.data.cell_splits import CellSplits
 from cradle_jax.data.statistics import LogStandardizeStats
-from cradle_jax.evaluate.cell_splits import CellSplits
 from cradle_jax.evaluate.run import DataReference
 from cradle_jax.train.bundle import ModelBundle, bundle_from_meta, library_versions, param_shapes
 from cradle_jax.train.checkpoints import check_param_shapes

@@ -17,10 +17,10 @@ import numpy as np
 import pandas as pd
 
 from cradle_jax import atomic
+from cradle_jax.data.cell_splits import CellSplits, cell_splits_of
 from cradle_jax.data.dataset import PerturbData
 from cradle_jax.evaluate import plots
 from cradle_jax.evaluate.ate import model_ate
-from cradle_jax.evaluate.cell_splits import CellSplits, cell_splits_of
 from cradle_jax.evaluate.latent import basal_latents
 from cradle_jax.evaluate.metrics import split_ate_metrics, truth_metrics
 from cradle_jax.evaluate.qc_depth import PAPER_LABEL, qc_results, real_depths

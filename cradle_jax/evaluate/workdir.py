@@ -13,9 +13,9 @@ from pathlib import Path
 import ml_collections
 import numpy as np
 
+from cradle_jax.data.cell_splits import write_cell_splits
 from cradle_jax.data.dataset import PerturbData, load_perturb_data
 from cradle_jax.data.simulate import load_truth
-from cradle_jax.evaluate.cell_splits import write_cell_splits
 from cradle_jax.evaluate.config import eval_settings
 from cradle_jax.evaluate.run import data_reference, evaluate, write_plots, write_results
 from cradle_jax.train.bundle import ModelBundle, load_workdir

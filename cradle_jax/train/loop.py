@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from cradle_jax import atomic
 from cradle_jax.data.batches import num_batches
+from cradle_jax.data.cell_splits import cell_splits_of, write_cell_splits
 from cradle_jax.train.bundle import param_shapes, write_model_meta
 from cradle_jax.train.checkpoints import Checkpoints
 from cradle_jax.train.config import check_config
@@ -247,6 +248,7 @@ def train_and_evaluate(
     run = run or open_run(config, loss_cfg, mesh)
     if jax.process_index() == 0:
         write_model_meta(workdir, run.data, run.cfg, config)
+        write_cell_splits(cell_splits_of(config.data.path, run.data.split), workdir)
     try:
         started = time.perf_counter()
         progress = _train(run, workdir, checkpoints)

@@ -4,15 +4,15 @@ written, whatever the names."""
 import numpy as np
 import pytest
 
-from cradle_jax.data.errors import DataError
-from cradle_jax.data.splits import TEST, TRAIN, UNUSED, VAL
-from cradle_jax.evaluate.cell_splits import (
+from cradle_jax.data.cell_splits import (
     SPLITS_NAME,
     CellSplits,
     cell_splits_of,
     read_cell_splits,
     write_cell_splits,
 )
+from cradle_jax.data.errors import DataError
+from cradle_jax.data.splits import TEST, TRAIN, UNUSED, VAL
 from tests.conftest import make_adata
 
 ODD_NAMES = np.array(["cell0", "NA", "a,b", 'say "hi"', "细胞", "  padded "])

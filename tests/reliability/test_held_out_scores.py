@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cradle_jax.data.cell_splits import SPLITS_NAME, read_cell_splits
 from cradle_jax.data.dataset import load_perturb_data
 from cradle_jax.data.splits import UNUSED
-from cradle_jax.evaluate.cell_splits import SPLITS_NAME, read_cell_splits
 from cradle_jax.evaluate.export import load_export
 from cradle_jax.evaluate.qc_depth import PAPER_LABEL
 from cradle_jax.train.bundle import load_workdir
@@ -36,6 +36,13 @@ def data_splits(workdir) -> pd.Series:
     data = load_perturb_data(config.data.path, config.data, config.seed)
     names = ad.read_h5ad(config.data.path).obs_names
     return pd.Series([NAMES[int(code)] for code in data.split], index=names)
+
+
+def test_train_writes_each_cells_split_by_name(trained_run):
+    written = read_cell_splits(trained_run / SPLITS_NAME)
+    expected = data_splits(trained_run)
+    assert written.index.tolist() == expected.index.tolist()
+    assert written.tolist() == expected.tolist()
 
 
 def test_evaluate_writes_each_cells_split_by_name(evaluated_run):
