@@ -68,6 +68,7 @@ def qc_violins(
     path: str | os.PathLike,
     *,
     pass_rates: Mapping[str, float] | None = None,
+    generated_at: str | None = None,
 ) -> Path:
     """Violins of each continuous QC metric, real vs generated cells, with the real threshold.
 
@@ -83,6 +84,8 @@ def qc_violins(
       perturbation: shown in the title.
       path: where the PNG goes; its directory must exist.
       pass_rates: optional fractions for the title, e.g. {"real": 0.81, "generated": 0.97}.
+      generated_at: how the generated cells' depth was chosen, for the title, e.g. "at the real
+        cells' depth" (docs/metrics.md#library-size-caveat).
 
     One panel per metric of VIOLIN_METRICS present in both tables; raises ValueError if none is.
     """
@@ -115,6 +118,8 @@ def qc_violins(
             )
             ax.legend(loc="best", fontsize=7, frameon=False)
     title = f"{perturbation}: QC metrics of real vs generated cells"
+    if generated_at:
+        title += f" ({generated_at})"
     if pass_rates:
         rates = ", ".join(f"{name} {rate:.1%}" for name, rate in pass_rates.items())
         title += f"\nQC pass rate at t={t:g}: {rates}"

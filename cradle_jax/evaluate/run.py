@@ -19,6 +19,7 @@ import pandas as pd
 from cradle_jax import atomic
 from cradle_jax.data.cell_splits import CellSplits, cell_splits_of
 from cradle_jax.data.dataset import PerturbData
+from cradle_jax.data.qc import QCThresholds
 from cradle_jax.evaluate import plots
 from cradle_jax.evaluate.ate import model_ate
 from cradle_jax.evaluate.latent import basal_latents
@@ -226,8 +227,9 @@ def write_plots(
     seed: int,
     max_cells: int = 5000,
 ) -> list[Path]:
-    """QC violins (data vs generated) for the label whose real cells fail QC most often, the
-    basal-latent embedding coloured by QC status and perturbation, and the ATE scatter."""
+    """QC violins (real cells vs cells generated at their depth, on the same QC basis) for the
+    label whose real cells fail QC most often, the basal-latent embedding coloured by QC status
+    and perturbation, and the ATE scatter."""
     directory = Path(directory) / PLOTS_DIR
     directory.mkdir(parents=True, exist_ok=True)
     t = bundle.config.data.qc_threshold
@@ -235,11 +237,12 @@ def write_plots(
     labels = tables["labels"]
     fail_rates = [failed[data.labels == label].mean() for label in labels]
     worst = str(labels[int(np.argmax(fail_rates))])
-    real = data.qc_metrics.table[data.labels == worst]
+    real, generated, thresholds = violin_sides(data, bundle.qc_thresholds, generated, worst)
     paths = [
         plots.qc_violins(
-            real, generated[generated["perturbation"] == worst], bundle.qc_thresholds, t, worst,
+            real, generated, thresholds, t, worst,
             directory / f"qc_violins_{worst.replace(bundle.vocabulary.separator, '_')}.png",
+            generated_at="at the real cells' depth",
         ),
         plots.ate_scatter(
             tables["data_ate"], tables["model_ate"], labels, directory / "ate_scatter.png"
@@ -255,6 +258,21 @@ def write_plots(
         )
     )  # fmt: skip
     return paths
+
+
+def violin_sides(
+    data: PerturbData, thresholds: QCThresholds, generated: pd.DataFrame, label: str
+) -> tuple[pd.DataFrame, pd.DataFrame, QCThresholds]:
+    """The QC metrics of the real and of the generated cells of `label` that the violins
+    compare, and the thresholds they draw, all on the basis generated cells are scored on
+    (docs/metrics.md#qc-basis): where some real metric came from obs (whole-transcriptome),
+    the real cells' metrics over the model's genes and the thresholds fitted on those."""
+    real = data.qc_metrics if data.qc_metrics.matrix is None else data.qc_metrics.matrix
+    return (
+        real.table[data.labels == label],
+        generated[generated["perturbation"] == label],
+        thresholds.for_generated_cells(),
+    )
 
 
 def _number(value) -> str:

@@ -16,6 +16,7 @@ from cradle_jax.data.qc import QCThresholds, compute_qc_metrics
 from cradle_jax.data.simulate import SimulationConfig, simulate
 from cradle_jax.evaluate.cells import generated_counts
 from cradle_jax.evaluate.qc_rate import qc_pass_rates, score_generated_cells
+from cradle_jax.evaluate.run import violin_sides
 from cradle_jax.train.bundle import META_NAME, load_workdir
 from cradle_jax.train.keys import purpose_key
 from tests.reliability.builders import FAST, tiny_adata, write
@@ -158,3 +159,20 @@ def test_simulated_gene_subset_with_whole_transcriptome_obs_metrics():
     obs_thresholds = dataclasses.replace(data.qc_thresholds, generated_basis=None)
     _, old = score_generated_cells(cells, labels, data.gene_names, obs_thresholds, seed=0)
     assert old["qc_pass_rate_t3"] == 0.0
+
+
+def test_the_qc_violins_compare_real_cells_over_the_models_genes(screen):
+    """With whole-transcriptome UMI and gene counts in obs, the real side of the violins holds
+    the real cells' metrics over the 16 modelled genes, and the lines drawn are the thresholds
+    generated cells are scored against, not the obs numbers 20 times larger."""
+    config = data_config()
+    config.qc_columns = RENAMED
+    data = load_perturb_data(str(screen), config, 0)
+    generated = data.qc_metrics.matrix.table.assign(perturbation=data.labels)
+    real, shown, thresholds = violin_sides(data, data.qc_thresholds, generated, "A")
+    counts = np.asarray(subset_screen().X.sum(1)).ravel()[data.labels == "A"]
+    np.testing.assert_allclose(real["UMI_count"].to_numpy(), counts)
+    assert real["UMI_count"].median() < data.qc_metrics.table["UMI_count"].median() / 10
+    assert (shown["perturbation"] == "A").all()
+    assert len(shown) == len(real)
+    assert thresholds is data.qc_thresholds.generated_basis
