@@ -332,4 +332,13 @@ def _qc_lines(qc: dict) -> list[str]:
         else "; no doublet call (Scrublet could not fit one on the real cells or called none)"
     )
     lines.append(f"QC criteria of generated cells: {', '.join(criteria) or 'none'}{unused}")
-    return lines
+    return lines + _basis_lines(qc["depth_matched"].get("basis", {}))
+
+
+def _basis_lines(basis: dict[str, str]) -> list[str]:
+    """How generated cells were judged on each QC metric, one line each, when some metric was
+    not judged (docs/metrics.md#qc-basis); nothing when every one was."""
+    if not any(text.startswith("not judged") for text in basis.values()):
+        return []
+    lines = ["how generated cells were judged on each QC metric:"]
+    return lines + [f"  {metric}: {text}" for metric, text in basis.items()]

@@ -1,5 +1,6 @@
 """`cradle-jax evaluate` end to end on a tiny trained run of simulated data."""
 
+import copy
 import json
 import os
 import subprocess
@@ -134,3 +135,25 @@ def test_a_combinations_split_keeps_every_column_on_all_qc_pass_cells(evaluation
     _, (metrics, tables, _) = evaluation
     assert not any(name.startswith("data_ate_") for name in tables)
     assert metrics["columns"]["test"].startswith("labels held out of training")
+
+
+def test_the_report_says_how_each_metric_was_judged_when_one_is_not(evaluated):
+    metrics, _ = evaluated
+    header = "how generated cells were judged on each QC metric:"
+    refitted = "thresholds refitted over the model's genes"
+    judged = {"UMI_count": "the real thresholds", "ngenes": refitted}
+    missing = "not judged: cannot be computed over the model's genes (no gene matches ^MT-)"
+
+    def report_with(basis: dict) -> list[str]:
+        changed = copy.deepcopy(metrics)
+        changed["qc"]["depth_matched"]["basis"] = basis
+        return report(changed).splitlines()
+
+    assert header not in report_with(judged)
+    lines = report_with({**judged, "pct_counts_mt": missing})
+    start = lines.index(header)
+    assert lines[start + 1 : start + 4] == [
+        "  UMI_count: the real thresholds",
+        f"  ngenes: {refitted}",
+        f"  pct_counts_mt: {missing}",
+    ]
