@@ -4,12 +4,13 @@
 docs/metrics.md#qc-pass-rate, docs/metrics.md#iwelbo), each measured here with the code the
 evaluation runs and its default settings (`cradle_jax.evaluate.config`):
 
-1. model ATE (`cradle_jax.evaluate.ate.model_ate`): 2,500 particles (rounded up to whole chunks
-   of 128) for control and each of T = 100 single perturbations; generated cells/s
+1. model ATE (`cradle_jax.evaluate.scores.ate.model_ate`): 2,500 particles (rounded up to
+   whole chunks of 128) for control and each of T = 100 single perturbations; generated cells/s
    (particles × labels), the first call (compiles) and the second (compiled) timed apart;
-2. QC pass rate (`evaluate.generate.generate_cells` then `evaluate.qc_rate.score_generated_cells`,
-   scanpy QC metrics + Scrublet on CPU, the real data's thresholds): 100 cells per label for
-   control and every single, generation and scoring timed apart; cells/s;
+2. QC pass rate (`evaluate.generation.prior.generate_cells` then
+   `evaluate.scores.qc_rate.score_generated_cells`, scanpy QC metrics + Scrublet on CPU, the real
+   data's thresholds): 100 cells per label for control and every single, generation and scoring
+   timed apart; cells/s;
 3. test IWELBO (`cradle_jax.train.iwelbo.split_iwelbo`, 100 particles, batches of 128) on the
    test split of a simulated dataset; cells/s end to end (it compiles on every call) and of the
    compiled per-batch program alone.
@@ -41,10 +42,10 @@ from cradle_jax.data.batches import batch_indices, build_local_batch
 from cradle_jax.data.config import data_config
 from cradle_jax.data.dataset import load_perturb_data
 from cradle_jax.data.simulate import SimulationConfig, simulate
-from cradle_jax.evaluate.ate import model_ate
 from cradle_jax.evaluate.config import eval_config
-from cradle_jax.evaluate.generate import EVAL_LIBRARY, generate_cells, sample_good_path
-from cradle_jax.evaluate.qc_rate import score_generated_cells
+from cradle_jax.evaluate.generation.prior import EVAL_LIBRARY, generate_cells, sample_good_path
+from cradle_jax.evaluate.scores.ate import model_ate
+from cradle_jax.evaluate.scores.qc_rate import score_generated_cells
 from cradle_jax.models.config import ModelConfig
 from cradle_jax.train.inputs import batch_arrays, split_stats
 from cradle_jax.train.iwelbo import split_iwelbo
@@ -195,7 +196,7 @@ def main() -> None:
     print(f"  sample_good_path per chunk × {n_chunks} chunks: {ate_gflops}")
 
     # 2. QC pass rate: qc_cells generated cells per label (control included) at ℓ = 10⁴, scored
-    # with the real data's thresholds, as `cradle_jax.evaluate.run` does (it does this twice,
+    # with the real data's thresholds, as `cradle_jax.evaluate.report.run` does (it does this twice,
     # at ℓ = 10⁴ and at the real median library size).
     qc_labels = [vocabulary.control_label, *labels]
     qc_dosage = vocabulary.dosage(qc_labels).toarray()

@@ -1,7 +1,8 @@
 r"""Does a short CRADLE training run recover the simulator's planted perturbation masks?
 
 For each seed: simulate, train with the jit train step (no trainer around it), and score the
-learned mask probabilities σ(φ) (T, L) against the planted masks with cradle_jax.evaluate.masks:
+learned mask probabilities σ(φ) (T, L) against the planted masks with
+cradle_jax.evaluate.scores.masks:
 Hungarian-matched F1 of σ(φ) > 0.5 and AUROC of σ(φ), each against a permutation null (the same
 learned rows reassigned to the singles at random). A seed beats chance when both scores lie
 above their null's 95th percentile. tests/models/test_mask_recovery.py runs the defaults, seed 0.
@@ -44,7 +45,7 @@ from cradle_jax.data.batches import iterate_batches
 from cradle_jax.data.config import data_config
 from cradle_jax.data.dataset import load_perturb_data
 from cradle_jax.data.simulate import SimulationConfig, simulate
-from cradle_jax.evaluate.masks import MaskRecovery, mask_recovery, planted_rows
+from cradle_jax.evaluate.scores.masks import MaskRecovery, mask_recovery, planted_rows
 from cradle_jax.train import objective
 from cradle_jax.train.inputs import batch_arrays, sized_model_config, split_stats
 from cradle_jax.train.state import TrainState

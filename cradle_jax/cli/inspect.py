@@ -7,7 +7,7 @@ from absl import flags
 from cradle_jax.data import qc
 from cradle_jax.data.config import data_config
 from cradle_jax.data.dataset import PerturbData, load_perturb_data
-from cradle_jax.evaluate.qc_rate import generated_criteria
+from cradle_jax.evaluate.scores.qc_rate import generated_criteria
 
 _DATA = data_config()
 DATA = flags.DEFINE_string("data", None, "inspect: the .h5ad to read")

@@ -8,15 +8,15 @@ from cradle_jax import atomic
 from cradle_jax.cli.common import EXPORT, N_CELLS, WORKDIR, check_out_file
 from cradle_jax.cli.generate import LIBRARY, PERTURBATIONS
 from cradle_jax.data.dataset import read_h5ad
-from cradle_jax.evaluate.baseline_prediction_files import baseline_prediction_pair
-from cradle_jax.evaluate.cells import parse_perturbations
-from cradle_jax.evaluate.export import load_export
-from cradle_jax.evaluate.prediction_files import (
+from cradle_jax.evaluate.cell_eval_files.baseline import baseline_prediction_pair
+from cradle_jax.evaluate.cell_eval_files.model import (
     CONTROL_SOURCES,
     PERTURBATION_COLUMN,
     prediction_pair,
 )
-from cradle_jax.evaluate.simple_baselines import BASELINES
+from cradle_jax.evaluate.generation.cells import parse_perturbations
+from cradle_jax.evaluate.report.export import load_export
+from cradle_jax.evaluate.scores.baselines import BASELINES
 from cradle_jax.train.bundle import load_workdir
 
 REAL = flags.DEFINE_string("real", None, "predict: the real cells (.h5ad, raw counts)")

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from cradle_jax import atomic
-from cradle_jax.evaluate.run import METRICS_NAME
+from cradle_jax.evaluate.report.run import METRICS_NAME
 from cradle_jax.sweep.launch import SWEEP_NAME
 from cradle_jax.train.errors import RunError
 from cradle_jax.train.workdir import CONFIG_NAME

@@ -3,13 +3,14 @@
     python experiments/scripts/counterfactual_vs_prior.py --workdir runs/demo/train
 
 Prints, per held-out perturbation (combinations of the test split by default) and source, the
-scores of `cradle_jax.evaluate.held_out.counterfactual_vs_prior`, then their means per source.
+scores of `cradle_jax.evaluate.scores.held_out.counterfactual_vs_prior`, then their means per
+source.
 """
 
 from absl import app, flags
 
 from cradle_jax.data.dataset import load_perturb_data, read_h5ad
-from cradle_jax.evaluate.held_out import counterfactual_vs_prior
+from cradle_jax.evaluate.scores.held_out import counterfactual_vs_prior
 from cradle_jax.train.bundle import load_workdir
 
 WORKDIR = flags.DEFINE_string("workdir", None, "a trained run", required=True)

@@ -13,10 +13,10 @@ import pytest
 from cradle_jax.data.dataset import load_perturb_data
 from cradle_jax.data.errors import DataError
 from cradle_jax.data.simulate import SimulationConfig, simulate, write_simulation
-from cradle_jax.evaluate.cells import generated_anndata
-from cradle_jax.evaluate.export import export_model, load_export
-from cradle_jax.evaluate.latent import basal_latents
-from cradle_jax.evaluate.run import data_reference, evaluate
+from cradle_jax.evaluate.generation.cells import generated_anndata
+from cradle_jax.evaluate.generation.latent import basal_latents
+from cradle_jax.evaluate.report.export import export_model, load_export
+from cradle_jax.evaluate.report.run import data_reference, evaluate
 from cradle_jax.train.bundle import load_workdir
 from cradle_jax.train.loop import train_and_evaluate
 from tests.evaluate.conftest import SMALL_EVAL

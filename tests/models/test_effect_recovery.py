@@ -15,7 +15,7 @@ import pytest
 from cradle_jax.config import load_config_file
 from cradle_jax.data.simulate import SimulationConfig, simulate
 from cradle_jax.data.simulate.files import write_simulation
-from cradle_jax.evaluate.ate import model_ate
+from cradle_jax.evaluate.scores.ate import model_ate
 from cradle_jax.train.bundle import load_workdir
 from cradle_jax.train.keys import purpose_key
 from cradle_jax.train.loop import train_and_evaluate

@@ -18,7 +18,7 @@ from cradle_jax.data.batches import iterate_batches
 from cradle_jax.data.config import data_config
 from cradle_jax.data.dataset import load_perturb_data
 from cradle_jax.data.simulate import SimulationConfig, simulate
-from cradle_jax.evaluate.masks import mask_recovery, matched_auroc, matched_f1, planted_rows
+from cradle_jax.evaluate.scores.masks import mask_recovery, matched_auroc, matched_f1, planted_rows
 from cradle_jax.train import objective
 from cradle_jax.train.inputs import batch_arrays, sized_model_config, split_stats
 from cradle_jax.train.state import TrainState

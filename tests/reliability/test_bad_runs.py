@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cradle_jax.evaluate.export import export_model, load_export
+from cradle_jax.evaluate.report.export import export_model, load_export
 from cradle_jax.train.bundle import param_shapes
 from tests.reliability.builders import FAST
 from tests.reliability.harness import assert_user_error, run_cli, snapshot

@@ -12,8 +12,8 @@ import pytest
 from cradle_jax.data.cell_splits import SPLITS_NAME, read_cell_splits
 from cradle_jax.data.dataset import load_perturb_data
 from cradle_jax.data.splits import UNUSED
-from cradle_jax.evaluate.export import load_export
-from cradle_jax.evaluate.qc_depth import PAPER_LABEL
+from cradle_jax.evaluate.report.export import load_export
+from cradle_jax.evaluate.scores.qc_depth import PAPER_LABEL
 from cradle_jax.train.bundle import load_workdir
 from tests.reliability.harness import run_cli
 

@@ -25,7 +25,7 @@ import jax
 import numpy as np
 import pytest
 
-from cradle_jax.evaluate.export import load_export
+from cradle_jax.evaluate.report.export import load_export
 from tests.train.conftest import ROOT, cli_overrides, saved_params
 
 pytestmark = pytest.mark.slow

@@ -16,8 +16,8 @@ jax.config.update("jax_num_cpu_devices", 8)
 
 import numpy as np  # noqa: E402
 
-from cradle_jax.evaluate.ate import model_ate  # noqa: E402
-from cradle_jax.evaluate.generate import generate_cells  # noqa: E402
+from cradle_jax.evaluate.generation.prior import generate_cells  # noqa: E402
+from cradle_jax.evaluate.scores.ate import model_ate  # noqa: E402
 from cradle_jax.train.bundle import load_workdir  # noqa: E402
 from cradle_jax.train.keys import purpose_key  # noqa: E402
 from cradle_jax.train.loop import train_and_evaluate  # noqa: E402

@@ -1,0 +1,1 @@
+"""Tests of cradle_jax.evaluate.cell_eval_files."""
