@@ -210,16 +210,19 @@ def _load(
     )
 
 
-def _compact(metrics: qc_rules.QCMetrics) -> qc_rules.QCMetrics:
-    """The metrics as kept after the flags are made (for plots and `inspect`): rows by position,
-    continuous columns in float32, and so the matrix-genes metrics beside them when some came
-    from obs (the real side of plots against generated cells, docs/metrics.md#qc-basis). A name
-    index would keep every cell name alive, and float64 would double the largest table."""
-    table = pd.DataFrame(index=pd.RangeIndex(len(metrics.table)))
+def _compact(metrics: qc_rules.QCMetrics, index: pd.Index | None = None) -> qc_rules.QCMetrics:
+    """The metrics as kept after the flags are made (for plots and `inspect`): rows by position
+    (or `index`), continuous columns in float32, and so the matrix-genes metrics beside them,
+    indexed by the positions of the cells they were computed for, when some came from obs (the
+    real side of plots against generated cells, docs/metrics.md#qc-basis). A name index would
+    keep every cell name alive, and float64 would double the largest table."""
+    table = pd.DataFrame(index=pd.RangeIndex(len(metrics.table)) if index is None else index)
     for column in metrics.table.columns:  # one column at a time: no second copy of the table
         values = metrics.table.pop(column).to_numpy()
         table[column] = values.astype(np.float32) if values.dtype == np.float64 else values
-    matrix = None if metrics.matrix is None else _compact(metrics.matrix)
+    matrix = (
+        None if metrics.matrix is None else _compact(metrics.matrix, metrics.matrix.table.index)
+    )
     return dataclasses.replace(metrics, table=table, matrix=matrix)
 
 

@@ -6,9 +6,12 @@ and `pct_counts_mt`, say, when the matrix holds a gene subset, numbers that the 
 cannot reproduce. The metrics obs has are used as given and only the missing ones are computed,
 by row block with scanpy and Scrublet; `data.qc_columns` names obs columns spelled differently.
 For the thresholds generated cells are scored against, the metrics taken from obs are computed
-over the matrix's genes as well (docs/metrics.md#qc-basis).
+over the matrix's genes as well (docs/metrics.md#qc-basis), on at most BASIS_CELLS cells drawn by
+the seed: thresholds are a median and a MAD, which a sample of that size pins down, while every
+cell of a million-cell file would cost a Scrublet run over all of them at each load.
 """
 
+import dataclasses
 import logging
 from collections.abc import Iterable, Mapping
 
@@ -24,6 +27,7 @@ from cradle_jax.data.seeding import host_rng
 log = logging.getLogger(__name__)
 
 QC_BLOCK = 20_000  # cells per QC-metric / Scrublet block (exact kNN grows ~ n^2)
+BASIS_CELLS = QC_BLOCK  # cells the generated cells' QC basis is fitted on, at most
 DOUBLET = "predicted_doublet"
 _BOOL_TEXT = {"true": True, "false": False, "1": True, "0": False, "1.0": True, "0.0": False}
 _EXAMPLE = "e.g. 'UMI_count=total_counts,ngenes=n_genes_by_counts'"
@@ -151,29 +155,53 @@ def qc_metrics_of(
         return _warned(_computed(adata, counts, seed, doublets=config.qc_doublets))
     if not missing and not matrix_basis:
         return from_obs
-    scrublet = config.qc_doublets and (DOUBLET in missing or matrix_basis)
-    computed = _computed(adata, counts, seed, doublets=scrublet)
+    computed = None
+    if missing:
+        doublets = config.qc_doublets and DOUBLET in missing
+        computed = _computed(adata, counts, seed, doublets=doublets)
+    basis = None
+    if matrix_basis:
+        basis = _basis(adata, counts, seed, config.qc_doublets, computed)
+        computed = computed or basis
     log.info(
         "QC metrics from obs: %s; computed over the %d genes of the matrix: %s",
         ", ".join(f"{metric} ({source})" for metric, source in from_obs.sources.items()),
         len(adata.var_names),
         ", ".join(missing) or "none",
     )
-    for metric, source in from_obs.sources.items() if matrix_basis else ():
-        if metric in computed.unavailable:
+    for metric, source in from_obs.sources.items() if basis is not None else ():
+        if metric in basis.unavailable:
             log.warning(
                 "QC metric %s comes from %s and cannot be computed over the matrix's genes "
                 "(%s): generated cells are not judged by it",
-                metric, source, computed.unavailable[metric],
+                metric, source, basis.unavailable[metric],
             )  # fmt: skip
-    return _warned(_merged(from_obs, computed, missing, matrix_basis))
+    return _warned(_merged(from_obs, computed, missing, basis))
+
+
+def _basis(
+    adata, counts: CountSource, seed: int, doublets: bool, computed: QCMetrics | None
+) -> QCMetrics:
+    """Every metric over the matrix's genes for at most BASIS_CELLS cells (all of a smaller
+    file), its table indexed by the cells' row positions; `computed` is reused when it already
+    holds them all, the doublet call included."""
+    n_cells = counts.shape[0]
+    if n_cells <= BASIS_CELLS:
+        rows = np.arange(n_cells)
+        if computed is not None and (DOUBLET in computed.table.columns or not doublets):
+            return dataclasses.replace(computed, table=computed.table.set_axis(rows))
+    else:
+        sample = host_rng(seed, "qc-basis").choice(n_cells, BASIS_CELLS, replace=False)
+        rows = np.sort(sample)
+    basis = _computed(adata, counts, seed, doublets=doublets, rows=rows)
+    return dataclasses.replace(basis, table=basis.table.set_axis(rows))
 
 
 def _merged(
-    from_obs: QCMetrics, computed: QCMetrics, missing: list[str], matrix_basis: bool
+    from_obs: QCMetrics, computed: QCMetrics, missing: list[str], basis: QCMetrics | None
 ) -> QCMetrics:
     """The obs metrics beside the computed ones that obs lacks, rows in file order."""
-    table = pd.DataFrame(index=computed.table.index)
+    table = pd.DataFrame(index=from_obs.table.index)
     for metric in QC_METRICS:
         if metric in from_obs.table.columns:
             table[metric] = from_obs.table[metric].to_numpy()
@@ -186,7 +214,7 @@ def _merged(
         source="obs+computed" if mixed else "obs",
         doublet_threshold=computed.doublet_threshold if DOUBLET in missing else None,
         sources={metric: from_obs.sources.get(metric, "computed") for metric in table.columns},
-        matrix=computed if matrix_basis else None,
+        matrix=basis,
     )
 
 
@@ -199,23 +227,25 @@ def _warned(metrics: QCMetrics) -> QCMetrics:
     return metrics
 
 
-def _computed(adata, counts: CountSource, seed: int, doublets: bool) -> QCMetrics:
-    """Every QC metric computed over the matrix's genes, on equal row blocks of at most
-    QC_BLOCK cells: a backed file is never loaded whole, and no small tail block is too small
-    for Scrublet, which runs per block as it would per sample."""
-    n_cells = counts.shape[0]
-    blocks = np.array_split(np.arange(n_cells), -(-n_cells // QC_BLOCK))
+def _computed(
+    adata, counts: CountSource, seed: int, doublets: bool, rows: np.ndarray | None = None
+) -> QCMetrics:
+    """Every QC metric computed over the matrix's genes for the cells `rows` (all by default),
+    on equal row blocks of at most QC_BLOCK cells: a backed file is never loaded whole, and no
+    small tail block is too small for Scrublet, which runs per block as it would per sample."""
+    rows = np.arange(counts.shape[0]) if rows is None else rows
+    blocks = np.array_split(rows, -(-len(rows) // QC_BLOCK))
     block_seeds = host_rng(seed, "qc").integers(0, 2**31, size=len(blocks))
     parts = [
         compute_qc_metrics(
-            counts.rows(rows),
+            counts.rows(block),
             adata.var_names,
-            adata.obs_names[rows],
+            adata.obs_names[block],
             seed=int(block_seed),
             doublets=doublets,
             warn=False,
         )
-        for rows, block_seed in zip(blocks, block_seeds, strict=True)
+        for block, block_seed in zip(blocks, block_seeds, strict=True)
     ]
     unavailable = {}
     for part in parts:

@@ -12,7 +12,7 @@ import pytest
 import scanpy as sc
 import scipy.sparse as sp
 
-from cradle_jax.data import qc
+from cradle_jax.data import qc, qc_sources
 from cradle_jax.data.config import data_config
 from cradle_jax.data.counts import InMemoryCounts
 from cradle_jax.data.errors import DataError
@@ -209,3 +209,26 @@ def test_a_doublet_call_from_obs_gets_scrublet_over_the_matrix_genes_for_generat
     basis = switched_off.for_generated_cells()
     assert not basis.doublets
     assert basis.sources["predicted_doublet"] == "unavailable: doublet calling switched off"
+
+
+def test_the_matrix_basis_of_a_large_file_is_fitted_on_a_seeded_sample(monkeypatch):
+    """Above BASIS_CELLS cells the basis is computed for that many cells drawn by the seed
+    (sorted row positions), so a million-cell file with every metric in obs is not scored
+    through scanpy and Scrublet at each load; the sampled rows hold their cells' values."""
+    monkeypatch.setattr(qc_sources, "BASIS_CELLS", 25)
+    adata = subset_file(n_cells=200)
+    adata.obs["pct_counts_mt"] = 1.0  # every metric from obs: nothing else is computed
+    adata.obs["pct_counts_ribo"] = 1.0
+    adata.obs["pct_counts_hb"] = 0.0
+    adata.obs["predicted_doublet"] = False
+    metrics = load_metrics(adata, matrix_basis=True)
+    rows = metrics.matrix.table.index.to_numpy()
+    assert len(rows) == 25
+    assert np.all(np.diff(rows) > 0)
+    expected = scanpy_metrics(adata).iloc[rows]
+    np.testing.assert_array_equal(metrics.matrix.table["UMI_count"], expected["total_counts"])
+    np.testing.assert_array_equal(metrics.table["UMI_count"], adata.obs["UMI_count"])
+    again = load_metrics(adata, matrix_basis=True)
+    np.testing.assert_array_equal(again.matrix.table.index, rows)  # the seed draws them
+    basis = qc.fit_thresholds(metrics).for_generated_cells()
+    assert basis.medians["UMI_count"] == np.median(expected["total_counts"])
