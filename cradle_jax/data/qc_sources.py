@@ -27,7 +27,10 @@ from cradle_jax.data.seeding import host_rng
 log = logging.getLogger(__name__)
 
 QC_BLOCK = 20_000  # cells per QC-metric / Scrublet block (exact kNN grows ~ n^2)
-BASIS_CELLS = QC_BLOCK  # cells the generated cells' QC basis is fitted on, at most
+# Cells the generated cells' QC basis is fitted on, at most: a median and a MAD are pinned down
+# by a few thousand cells, and Scrublet's memory grows with the square of its block
+# (benchmarks/README.md#backed-files).
+BASIS_CELLS = 2_000
 DOUBLET = "predicted_doublet"
 _BOOL_TEXT = {"true": True, "false": False, "1": True, "0": False, "1.0": True, "0.0": False}
 _EXAMPLE = "e.g. 'UMI_count=total_counts,ngenes=n_genes_by_counts'"
