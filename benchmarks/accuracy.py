@@ -43,11 +43,11 @@ from cradle_jax.data.simulate import SimulationConfig, simulate  # noqa: E402
 from cradle_jax.data.simulate.config import SEPARATOR  # noqa: E402
 from cradle_jax.data.simulate.files import load_truth, write_simulation  # noqa: E402
 from cradle_jax.evaluate.generation.prior import generate_cells  # noqa: E402
-from cradle_jax.evaluate.report.run import labels_by_split  # noqa: E402
 from cradle_jax.evaluate.scores.ate import data_ate, model_ate  # noqa: E402
 from cradle_jax.evaluate.scores.baselines import baseline_ates  # noqa: E402
 from cradle_jax.evaluate.scores.metrics import truth_metrics  # noqa: E402
 from cradle_jax.evaluate.scores.qc_rate import score_generated_cells  # noqa: E402
+from cradle_jax.evaluate.scores.split_reference import labels_by_split  # noqa: E402
 from cradle_jax.sweep.spec import apply_overrides  # noqa: E402
 from cradle_jax.train.bundle import load_workdir  # noqa: E402
 from cradle_jax.train.keys import purpose_key  # noqa: E402

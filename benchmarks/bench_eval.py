@@ -42,8 +42,8 @@ from cradle_jax.data.batches import batch_indices, build_local_batch
 from cradle_jax.data.config import data_config
 from cradle_jax.data.dataset import load_perturb_data
 from cradle_jax.data.simulate import SimulationConfig, simulate
-from cradle_jax.evaluate.config import eval_config
-from cradle_jax.evaluate.generation.prior import EVAL_LIBRARY, generate_cells, sample_good_path
+from cradle_jax.evaluate.config import EVAL_LIBRARY, eval_config
+from cradle_jax.evaluate.generation.prior import generate_cells, sample_good_path
 from cradle_jax.evaluate.scores.ate import model_ate
 from cradle_jax.evaluate.scores.qc_rate import score_generated_cells
 from cradle_jax.models.config import ModelConfig

@@ -22,12 +22,12 @@ import numpy as np
 
 from cradle_jax.config import default_config
 from cradle_jax.data.dataset import PerturbData, load_perturb_data
-from cradle_jax.evaluate.config import eval_settings
+from cradle_jax.evaluate.config import EVAL_LIBRARY, eval_settings
 from cradle_jax.evaluate.generation.cells import counterfactual_anndata, generated_anndata
 from cradle_jax.evaluate.generation.latent import basal_latents, encode_cells
-from cradle_jax.evaluate.generation.prior import EVAL_LIBRARY
 from cradle_jax.evaluate.report.export import export_model, load_export
-from cradle_jax.evaluate.report.run import DataReference, data_reference, evaluate
+from cradle_jax.evaluate.report.run import evaluate
+from cradle_jax.evaluate.scores.data_reference import DataReference, data_reference
 from cradle_jax.train.bundle import ModelBundle, load_workdir
 from cradle_jax.train.keys import purpose_key
 from cradle_jax.train.loop import train_and_evaluate

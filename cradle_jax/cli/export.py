@@ -5,8 +5,8 @@ from absl import flags
 from cradle_jax.cli.common import WORKDIR, check_out_file
 from cradle_jax.cli.evaluate import evaluation_settings
 from cradle_jax.evaluate.report.export import export_model
-from cradle_jax.evaluate.report.run import data_reference
 from cradle_jax.evaluate.report.workdir import load_training_data, truth_beside
+from cradle_jax.evaluate.scores.data_reference import data_reference
 from cradle_jax.train.bundle import load_workdir
 
 

@@ -3,12 +3,12 @@
 from absl import flags
 
 from cradle_jax.cli.common import EXPORT, N_CELLS, WORKDIR, check_out_file
+from cradle_jax.evaluate.config import EVAL_LIBRARY
 from cradle_jax.evaluate.generation.cells import (
     generated_anndata,
     parse_perturbations,
     write_anndata,
 )
-from cradle_jax.evaluate.generation.prior import EVAL_LIBRARY
 from cradle_jax.evaluate.report.export import load_export
 from cradle_jax.train.bundle import load_workdir
 

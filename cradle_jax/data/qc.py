@@ -37,7 +37,7 @@ QC_MULTIPLIERS: tuple[int, ...] = (3, 4, 5)
 # HBP1 does not.
 GENE_PATTERNS: dict[str, str] = {"mt": r"^MT-", "ribo": r"^RP[SL]", "hb": r"^HB[^(P)]"}
 _CONTINUOUS = QC_METRICS[:-1]
-_FAIL_BELOW = frozenset({"UMI_count", "ngenes"})  # the others fail above their threshold
+FAIL_BELOW = frozenset({"UMI_count", "ngenes"})  # the others fail above their threshold
 # Scrublet's 30 principal components and kNN doublet scores are meaningless on a handful of
 # cells (on 40 homogeneous cells it calls every one a doublet), so fewer cells get no doublet call.
 MIN_SCRUBLET_CELLS = 100
@@ -212,7 +212,7 @@ class QCThresholds:
         """med − t·MAD for UMI_count/ngenes (fail below), med + t·MAD for pct_* (fail above)."""
         if metric not in self.medians:
             raise DataError(f"no QC threshold for {metric!r} (fitted: {', '.join(self.medians)})")
-        sign = -1.0 if metric in _FAIL_BELOW else 1.0
+        sign = -1.0 if metric in FAIL_BELOW else 1.0
         return self.medians[metric] + sign * t * self.mads[metric]
 
     def to_dict(self) -> dict:
@@ -309,7 +309,7 @@ def qc_flags(
         elif metric in thresholds.medians:
             values = metrics[metric].to_numpy(np.float64)
             limit = thresholds.threshold(metric, t)
-            flags[f"qc_{metric}"] = values < limit if metric in _FAIL_BELOW else values > limit
+            flags[f"qc_{metric}"] = values < limit if metric in FAIL_BELOW else values > limit
     return pd.DataFrame(flags, index=metrics.index)
 
 

@@ -1,6 +1,10 @@
-"""Defaults of the `eval` section of an experiment config (docs/metrics.md)."""
+"""Defaults of the `eval` section of an experiment config (docs/metrics.md), and the library
+size cells are generated at when no depth is asked for."""
 
 import ml_collections
+
+# ℓ of generated cells at the paper's depth (docs/metrics.md#library-size-caveat)
+EVAL_LIBRARY = 1e4
 
 
 def eval_config() -> ml_collections.ConfigDict:

@@ -16,7 +16,8 @@ from cradle_jax.data.simulate import SimulationConfig, simulate, write_simulatio
 from cradle_jax.evaluate.generation.cells import generated_anndata
 from cradle_jax.evaluate.generation.latent import basal_latents
 from cradle_jax.evaluate.report.export import export_model, load_export
-from cradle_jax.evaluate.report.run import data_reference, evaluate
+from cradle_jax.evaluate.report.run import evaluate
+from cradle_jax.evaluate.scores.data_reference import data_reference
 from cradle_jax.train.bundle import load_workdir
 from cradle_jax.train.loop import train_and_evaluate
 from tests.evaluate.conftest import SMALL_EVAL

@@ -59,8 +59,8 @@ from cradle_jax.evaluate.cell_eval_files.model import (
     qc_pass_of,
     real_cells,
 )
+from cradle_jax.evaluate.generation.names import generated_cell_names
 from cradle_jax.evaluate.scores.baselines import BASELINES
-from cradle_jax.evaluate.scores.qc_rate import generated_cell_names
 from cradle_jax.train.bundle import ModelBundle
 
 SOURCE_COLUMN = "source_cell"

@@ -21,7 +21,7 @@ from cradle_jax.data.errors import DataError
 from cradle_jax.data.perturbations import read_labels
 from cradle_jax.data.qc import qc_flags, total_qc
 from cradle_jax.evaluate.generation.cells import generated_counts
-from cradle_jax.evaluate.scores.qc_rate import generated_cell_names
+from cradle_jax.evaluate.generation.names import generated_cell_names
 from cradle_jax.train.bundle import ModelBundle
 from cradle_jax.train.keys import purpose_key
 

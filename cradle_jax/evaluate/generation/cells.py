@@ -10,9 +10,11 @@ import scipy.sparse as sp
 
 from cradle_jax import atomic
 from cradle_jax.data.errors import DataError
+from cradle_jax.evaluate.config import EVAL_LIBRARY
 from cradle_jax.evaluate.generation.counterfactual import counterfactual_counts
-from cradle_jax.evaluate.generation.prior import EVAL_LIBRARY, generate_cells
-from cradle_jax.evaluate.scores.qc_rate import generated_cell_names, generated_qc
+from cradle_jax.evaluate.generation.names import generated_cell_names
+from cradle_jax.evaluate.generation.prior import generate_cells
+from cradle_jax.evaluate.generation.qc_metrics import generated_qc
 from cradle_jax.models.families import check_dosage
 from cradle_jax.train.bundle import ModelBundle
 from cradle_jax.train.keys import purpose_key

@@ -19,13 +19,13 @@ from jax.experimental.multihost_utils import process_allgather
 from jax.sharding import Mesh
 from numpyro import handlers
 
+from cradle_jax.evaluate.config import EVAL_LIBRARY
 from cradle_jax.models.config import ModelConfig
 from cradle_jax.models.families import family_of
 from cradle_jax.models.sites import SiteWeights
 from cradle_jax.train.mesh import data_mesh, replicate, row_sharded
 from cradle_jax.train.objective import sample_global_posterior
 
-EVAL_LIBRARY = 1e4  # ℓ of generated cells (docs/metrics.md#library-size-caveat)
 _LIBRARY_STREAM = 7  # fold_in index of the key that draws per-cell library sizes
 
 

@@ -20,7 +20,7 @@ import numpy as np
 from cradle_jax import atomic
 from cradle_jax.data.cell_splits import CellSplits
 from cradle_jax.data.statistics import LogStandardizeStats
-from cradle_jax.evaluate.report.run import DataReference
+from cradle_jax.evaluate.scores.data_reference import DataReference
 from cradle_jax.train.bundle import ModelBundle, bundle_from_meta, library_versions, param_shapes
 from cradle_jax.train.checkpoints import check_param_shapes
 from cradle_jax.train.errors import RunError

@@ -20,7 +20,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from cradle_jax import atomic
-from cradle_jax.data.qc import _FAIL_BELOW, QC_METRICS, QCThresholds
+from cradle_jax.data.qc import FAIL_BELOW, QC_METRICS, QCThresholds
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ def qc_violins(
         ax.set_title(metric, fontsize=10)
         ax.tick_params(axis="y", labelsize=8)
         if metric in thresholds.medians:
-            side = "lower" if metric in _FAIL_BELOW else "upper"
+            side = "lower" if metric in FAIL_BELOW else "upper"
             ax.axhline(
                 thresholds.threshold(metric, t),
                 color="black",

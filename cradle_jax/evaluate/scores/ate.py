@@ -19,7 +19,8 @@ from jax.sharding import Mesh
 from cradle_jax.data.dataset import PerturbData
 from cradle_jax.data.errors import DataError
 from cradle_jax.data.perturbations import PerturbationVocabulary
-from cradle_jax.evaluate.generation.prior import EVAL_LIBRARY, chunk_key_groups, sample_good_path
+from cradle_jax.evaluate.config import EVAL_LIBRARY
+from cradle_jax.evaluate.generation.prior import chunk_key_groups, sample_good_path
 from cradle_jax.models.config import ModelConfig
 from cradle_jax.train.mesh import data_mesh, replicate, row_sharded, to_host
 

@@ -10,7 +10,8 @@ import pytest
 
 from cradle_jax.data.dataset import load_perturb_data
 from cradle_jax.evaluate.report.export import load_export
-from cradle_jax.evaluate.report.run import data_reference, evaluate
+from cradle_jax.evaluate.report.run import evaluate
+from cradle_jax.evaluate.scores.data_reference import data_reference
 from cradle_jax.train.bundle import load_workdir
 from cradle_jax.train.errors import RunError
 from tests.train.conftest import ROOT

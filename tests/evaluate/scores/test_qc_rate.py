@@ -13,6 +13,8 @@ import scipy.sparse as sp
 
 from cradle_jax.data.errors import DataError
 from cradle_jax.data.qc import QCMetrics, fit_thresholds
+from cradle_jax.evaluate.generation import qc_metrics
+from cradle_jax.evaluate.generation.names import generated_cell_names
 from cradle_jax.evaluate.scores import qc_rate
 
 # 2 mitochondrial, 2 ribosomal, 1 haemoglobin and 7 other genes.
@@ -103,7 +105,7 @@ def test_mostly_failing_set_gives_the_pass_fraction_not_the_fail_fraction():
     umi = rng.integers(650, 1400, len(labels))  # some also below the UMI threshold at t = 3
     hb = (rng.random(len(labels)) < 0.05).astype(int)  # MAD 0: any hb count fails (E2)
     x = np.stack([cell(umi=u, mt=m, hb=h) for u, m, h in zip(umi, mt, hb, strict=True)])
-    metrics = qc_rate.generated_qc(x, labels, GENES, seed=0, doublets=False)
+    metrics = qc_metrics.generated_qc(x, labels, GENES, seed=0, doublets=False)
     rates = qc_rate.qc_pass_rates(metrics, labels, real_thresholds())
     for t in (3, 4, 5):
         passed = expected_pass(x, t)
@@ -125,7 +127,7 @@ def test_real_thresholds_are_used_not_refitted_ones():
     # 12 % mitochondrial: far above the real threshold (5 + 3·1 = 8 %), but the generated cells
     # alone have median 12 and MAD 0, so thresholds refitted on them would pass every cell.
     x = np.stack([cell(mt=120) for _ in labels])
-    metrics = qc_rate.generated_qc(x, labels, GENES, seed=0, doublets=False)
+    metrics = qc_metrics.generated_qc(x, labels, GENES, seed=0, doublets=False)
     real = qc_rate.qc_pass_rates(metrics, labels, real_thresholds())
     refitted = qc_rate.qc_pass_rates(metrics, labels, fit_thresholds(metrics))
     assert refitted["qc_pass_rate_t3"] == 1.0
@@ -145,7 +147,7 @@ def test_real_thresholds_are_used_not_refitted_ones():
 
 def test_chunk_k_holds_positions_2k_and_2k_plus_1_of_every_perturbation():
     labels = labels_of(20)
-    chunk = qc_rate.chunk_assignment(labels, 10)
+    chunk = qc_metrics.chunk_assignment(labels, 10)
     for label in ("non-targeting", "A", "B"):
         np.testing.assert_array_equal(chunk[labels == label], np.arange(20) // 2)
     np.testing.assert_array_equal(np.bincount(chunk), np.full(10, 6))
@@ -153,12 +155,12 @@ def test_chunk_k_holds_positions_2k_and_2k_plus_1_of_every_perturbation():
 
 def test_chunking_of_the_reference_layout_and_uneven_counts():
     labels = np.array(["A"] * 100 + ["B"] * 25 + ["C"] * 3)
-    chunk = qc_rate.chunk_assignment(labels, 10)
+    chunk = qc_metrics.chunk_assignment(labels, 10)
     np.testing.assert_array_equal(chunk[:100], np.arange(100) // 10)  # 10k … 10k+9 (§5.5)
     assert np.bincount(chunk[100:125], minlength=10).tolist() == [3, 2] * 5
     assert chunk[125:].tolist() == [0, 3, 6]
     with pytest.raises(DataError, match="n_chunks"):
-        qc_rate.chunk_assignment(labels, 0)
+        qc_metrics.chunk_assignment(labels, 0)
 
 
 def test_metrics_come_back_in_the_original_cell_order():
@@ -167,9 +169,9 @@ def test_metrics_come_back_in_the_original_cell_order():
     x = np.stack([cell(umi=int(u), mt=40) for u in rng.integers(500, 2000, len(labels))])
     x[:, OTHER] += rng.integers(0, 3, size=(len(labels), 7)).astype(np.float32)
     x[rng.random(x.shape) < 0.1] = 0  # vary ngenes too
-    metrics = qc_rate.generated_qc(sp.csr_matrix(x), labels, GENES, seed=0, doublets=False)
+    metrics = qc_metrics.generated_qc(sp.csr_matrix(x), labels, GENES, seed=0, doublets=False)
     table = metrics.table
-    assert list(table.index) == qc_rate.generated_cell_names(labels)
+    assert list(table.index) == generated_cell_names(labels)
     np.testing.assert_array_equal(table["UMI_count"].to_numpy(), x.sum(1))
     np.testing.assert_array_equal(table["ngenes"].to_numpy(), (x > 0).sum(1))
     # scanpy sums float32 counts in float32: agreement to float32 precision.
@@ -184,15 +186,15 @@ def test_metrics_come_back_in_the_original_cell_order():
 
 
 def test_generated_cell_names_are_label_and_position():
-    names = qc_rate.generated_cell_names(np.array(["A", "B", "A", "A_1", "A"]))
+    names = generated_cell_names(np.array(["A", "B", "A", "A_1", "A"]))
     assert names == ["A_0", "B_0", "A_1", "A_1_0", "A_2"]
 
 
 def test_same_seed_gives_identical_tables_without_scrublet():
     labels = labels_of(20)
     x = np.stack([cell(umi=900 + i, mt=20 + i) for i in range(len(labels))])
-    first = qc_rate.generated_qc(x, labels, GENES, seed=3, doublets=False)
-    second = qc_rate.generated_qc(sp.csr_matrix(x), labels, GENES, seed=3, doublets=False)
+    first = qc_metrics.generated_qc(x, labels, GENES, seed=3, doublets=False)
+    second = qc_metrics.generated_qc(sp.csr_matrix(x), labels, GENES, seed=3, doublets=False)
     pd.testing.assert_frame_equal(first.table, second.table)
     assert first.unavailable == second.unavailable
 
@@ -213,8 +215,8 @@ def test_scrublet_per_chunk_is_deterministic_in_the_seed():
     # 2 chunks of 200 cells: each runs its own Scrublet, seeded from (seed, chunk).
     labels = labels_of(200, names=("A", "B"))
     x = sp.csr_matrix(scrublet_counts(400, 200, 1))
-    first = qc_rate.generated_qc(x, labels, scrublet_genes(200), seed=5, n_chunks=2)
-    second = qc_rate.generated_qc(x, labels, scrublet_genes(200), seed=5, n_chunks=2)
+    first = qc_metrics.generated_qc(x, labels, scrublet_genes(200), seed=5, n_chunks=2)
+    second = qc_metrics.generated_qc(x, labels, scrublet_genes(200), seed=5, n_chunks=2)
     assert first.unavailable == {}
     assert first.table["predicted_doublet"].dtype == bool
     pd.testing.assert_frame_equal(first.table, second.table)
@@ -251,7 +253,7 @@ def test_doublet_call_missing_in_one_chunk_is_dropped_for_all_cells():
     # Chunk 0 gets 99 + 1 = 100 cells (Scrublet runs), chunk 1 gets 99 (too few for Scrublet).
     labels = np.array(["A"] * 198 + ["B"])
     x = scrublet_counts(199, 200, 2)
-    metrics = qc_rate.generated_qc(x, labels, scrublet_genes(200), seed=0, n_chunks=2)
+    metrics = qc_metrics.generated_qc(x, labels, scrublet_genes(200), seed=0, n_chunks=2)
     assert "predicted_doublet" not in metrics.table.columns
     reason = metrics.unavailable["predicted_doublet"]
     assert "got 99" in reason
@@ -262,7 +264,7 @@ def test_pattern_without_genes_is_unavailable_once_without_a_chunk_number():
     genes = ["MT-CO1", "RPL3"] + [f"G{j}" for j in range(4)]
     labels = labels_of(4)
     x = np.ones((len(labels), len(genes)), dtype=np.float32)
-    metrics = qc_rate.generated_qc(x, labels, genes, seed=0, n_chunks=4, doublets=False)
+    metrics = qc_metrics.generated_qc(x, labels, genes, seed=0, n_chunks=4, doublets=False)
     assert metrics.unavailable["pct_counts_hb"] == "no gene matches ^HB[^(P)]"
     assert "pct_counts_hb" not in metrics.table.columns
 
@@ -278,7 +280,7 @@ def test_pattern_without_genes_is_unavailable_once_without_a_chunk_number():
 )
 def test_shape_errors(counts, labels, match):
     with pytest.raises(DataError, match=match):
-        qc_rate.generated_qc(counts, labels, GENES, seed=0, doublets=False)
+        qc_metrics.generated_qc(counts, labels, GENES, seed=0, doublets=False)
 
 
 @pytest.mark.parametrize(
@@ -289,7 +291,7 @@ def test_bad_count_values_name_the_cell(value, problem):
     x[2, 6] = value
     labels = np.array(["A", "B", "C", "D"])
     with pytest.raises(DataError, match=f"{problem}.*cell 2, label 'C'"):
-        qc_rate.generated_qc(sp.csr_matrix(x), labels, GENES, seed=0, doublets=False)
+        qc_metrics.generated_qc(sp.csr_matrix(x), labels, GENES, seed=0, doublets=False)
 
 
 def test_pass_rates_reject_mismatched_labels_and_empty_tables():
@@ -303,7 +305,7 @@ def test_a_criterion_missing_in_every_chunk_is_logged_once(caplog):
     """Ten chunks too small for Scrublet: one warning for the generated set, not one per chunk."""
     labels = labels_of(40)
     x = np.stack([cell() for _ in labels])
-    metrics = qc_rate.generated_qc(x, labels, GENES, seed=0, doublets=True)
+    metrics = qc_metrics.generated_qc(x, labels, GENES, seed=0, doublets=True)
     assert "predicted_doublet" in metrics.unavailable
     messages = [r.getMessage() for r in caplog.records if "predicted_doublet" in r.getMessage()]
     assert len(messages) == 1, messages

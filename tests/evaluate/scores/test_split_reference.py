@@ -6,8 +6,8 @@ import pytest
 
 from cradle_jax.data.dataset import load_perturb_data
 from cradle_jax.data.splits import SPLIT_CODES
-from cradle_jax.evaluate.report.run import DataReference, split_metrics
 from cradle_jax.evaluate.scores.ate import data_ate
+from cradle_jax.evaluate.scores.data_reference import DataReference, split_metrics
 from cradle_jax.evaluate.scores.split_reference import column_legend, data_ate_by_split
 from tests.conftest import make_adata
 
