@@ -8,7 +8,8 @@ from absl import flags
 from cradle_jax.cli.common import EXPORT, WORKDIR
 from cradle_jax.data.cell_splits import write_cell_splits
 from cradle_jax.evaluate.report.export import load_export
-from cradle_jax.evaluate.report.run import evaluate, report, write_results
+from cradle_jax.evaluate.report.run import evaluate, write_results
+from cradle_jax.evaluate.report.text import report
 from cradle_jax.evaluate.report.workdir import evaluate_workdir, settings_with
 from cradle_jax.train.bundle import ModelBundle
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from cradle_jax import atomic
 from cradle_jax.data.errors import DataError
-from cradle_jax.evaluate.report.run import METRICS_NAME, report
+from cradle_jax.evaluate.report.run import METRICS_NAME
+from cradle_jax.evaluate.report.text import report
 from cradle_jax.evaluate.report.workdir import evaluate_workdir
 from cradle_jax.sweep.spec import Sweep, SweepRun, value_text
 from cradle_jax.train.errors import RunError

@@ -15,7 +15,7 @@ from cradle_jax.data.dataset import load_perturb_data
 from cradle_jax.data.qc import QCThresholds, compute_qc_metrics
 from cradle_jax.data.simulate import SimulationConfig, simulate
 from cradle_jax.evaluate.generation.cells import generated_counts
-from cradle_jax.evaluate.report.run import violin_sides
+from cradle_jax.evaluate.report.run_plots import violin_sides
 from cradle_jax.evaluate.scores.qc_rate import qc_pass_rates, score_generated_cells
 from cradle_jax.train.bundle import META_NAME, load_workdir
 from cradle_jax.train.keys import purpose_key

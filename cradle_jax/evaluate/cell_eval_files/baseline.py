@@ -150,25 +150,43 @@ def baseline_prediction_pair(
             for single in singles:
                 needed.setdefault(single, []).append(label)
     fit = fit_baseline(bundle, real, needed)
-
     rng = host_rng(seed, "predict/baseline")
-    totals = np.asarray(fit.control_counts.sum(axis=1), dtype=np.float64).ravel()
-    xs, counts, sources = [], [], []
-    for label in labels[1:]:
-        source = _draws(rng, len(fit.control_names), n_cells)
-        sources.append(fit.control_names[source])
-        if baseline == "control_mean":
-            xs.append(fit.control_x[source])
-            counts.append(fit.control_counts[source])
-            continue
-        shift = np.sum([fit.effects[single] for single in members[label]], axis=0)
-        x = np.maximum(fit.control_x[source].toarray() + shift, 0.0).astype(np.float32)
-        reconstructed = np.round(np.expm1(x.astype(np.float64)) * totals[source, None] / TARGET_SUM)
-        xs.append(sp.csr_matrix(x))
-        counts.append(sp.csr_matrix(reconstructed.astype(np.float32)))
+    cells = [_baseline_cells(fit, members[label], baseline, n_cells, rng) for label in labels[1:]]
+    prediction = _prediction_file(real_part, cells, labels, n_cells, perturbation_column)
+    provenance = _provenance(bundle, fit, baseline, n_cells, seed, perturbation_column)
+    prediction.uns["cradle_jax"] = {**provenance, "file": "prediction"}
+    real_part.uns["cradle_jax"] = {**provenance, "file": "real"}
+    return PredictionPair(prediction, real_part)
 
+
+def _baseline_cells(
+    fit: BaselineFit, singles: list[str], baseline: str, n_cells: int, rng: np.random.Generator
+) -> tuple[sp.csr_matrix, sp.csr_matrix, np.ndarray]:
+    """One label's `n_cells` predicted cells: X (log1p scale), counts, and the control cell each
+    was built from (see the module docstring)."""
+    source = _draws(rng, len(fit.control_names), n_cells)
+    if baseline == "control_mean":
+        return fit.control_x[source], fit.control_counts[source], fit.control_names[source]
+    totals = np.asarray(fit.control_counts.sum(axis=1), dtype=np.float64).ravel()
+    shift = np.sum([fit.effects[single] for single in singles], axis=0)
+    x = np.maximum(fit.control_x[source].toarray() + shift, 0.0).astype(np.float32)
+    reconstructed = np.round(np.expm1(x.astype(np.float64)) * totals[source, None] / TARGET_SUM)
+    counts = sp.csr_matrix(reconstructed.astype(np.float32))
+    return sp.csr_matrix(x), counts, fit.control_names[source]
+
+
+def _prediction_file(
+    real_part: ad.AnnData,
+    cells: list[tuple[sp.csr_matrix, sp.csr_matrix, np.ndarray]],
+    labels: list[str],
+    n_cells: int,
+    perturbation_column: str,
+) -> ad.AnnData:
+    """The real file's control cells, then each label's predicted cells (`_baseline_cells`)."""
+    control = labels[0]
     real_controls = real_part[(real_part.obs[perturbation_column] == control).to_numpy()]
     predicted_labels = np.repeat(np.asarray(labels[1:], dtype=object), n_cells)
+    xs, counts, sources = ([cell[i] for cell in cells] for i in range(3))
     obs = pd.DataFrame(
         {
             perturbation_column: pd.Categorical(
@@ -186,7 +204,21 @@ def baseline_prediction_pair(
     prediction.layers["counts"] = sp.vstack(
         [sp.csr_matrix(real_controls.layers["counts"]), *counts], format="csr", dtype=np.float32
     )
-    provenance = {
+    return prediction
+
+
+def _provenance(
+    bundle: ModelBundle,
+    fit: BaselineFit,
+    baseline: str,
+    n_cells: int,
+    seed: int,
+    perturbation_column: str,
+) -> dict:
+    """What uns['cradle_jax'] of both files records: the baseline, the scale, what it was
+    fitted on and the QC it used."""
+    control = bundle.vocabulary.control_label
+    return {
         "source": f"baseline:{baseline}",
         "target_sum": TARGET_SUM,
         "transform": "log1p",
@@ -204,9 +236,6 @@ def baseline_prediction_pair(
         "qc_metrics_source": fit.qc_metrics_source,
         "versions": bundle.versions,
     }
-    prediction.uns["cradle_jax"] = {**provenance, "file": "prediction"}
-    real_part.uns["cradle_jax"] = {**provenance, "file": "real"}
-    return PredictionPair(prediction, real_part)
 
 
 def _mean(x: sp.csr_matrix) -> np.ndarray:

@@ -101,11 +101,7 @@ def generated_qc(
     and listed in `unavailable`, so all cells are judged by the same criteria.
     """
     matrix, labels = _validated(counts, labels, gene_names)
-    names = generated_cell_names(labels) if cell_names is None else [str(n) for n in cell_names]
-    if len(names) != len(labels):
-        raise DataError(f"{len(labels)} generated cells but {len(names)} cell names")
-    if not pd.Index(names).is_unique:
-        raise DataError("generated cell names must be unique")
+    names = _cell_names(labels, cell_names)
     chunk = chunk_assignment(labels, n_chunks)
     tables, rows, missing = [], [], {}
     for k in range(n_chunks):
@@ -125,13 +121,7 @@ def generated_qc(
             missing.setdefault(metric, []).append((k, reason))
         tables.append(metrics.table)
         rows.append(index)
-    unavailable = {}
-    for metric, chunk_reasons in missing.items():
-        k, reason = chunk_reasons[0]
-        if len(chunk_reasons) < len(tables):
-            reason = f"{reason} (chunk {k}; {len(chunk_reasons)} of {len(tables)} chunks)"
-        log.warning("QC metric %s dropped for all generated cells: %s", metric, reason)
-        unavailable[metric] = reason
+    unavailable = _dropped(missing, len(tables))
     combined = pd.concat(tables, axis=0, join="outer")
     # A metric some chunk lacks (the doublet call of a small chunk) is dropped for every cell.
     columns = [m for m in QC_METRICS if m in combined.columns and m not in unavailable]
@@ -140,3 +130,27 @@ def generated_qc(
     inverse[order] = np.arange(order.size)
     table = combined[columns].iloc[inverse]
     return QCMetrics(table=table, unavailable=unavailable, source="computed")
+
+
+def _cell_names(labels: np.ndarray, cell_names: Sequence[str] | None) -> list[str]:
+    """`cell_names` as str, or `generated_cell_names(labels)`; DataError unless one per cell
+    and unique."""
+    names = generated_cell_names(labels) if cell_names is None else [str(n) for n in cell_names]
+    if len(names) != len(labels):
+        raise DataError(f"{len(labels)} generated cells but {len(names)} cell names")
+    if not pd.Index(names).is_unique:
+        raise DataError("generated cell names must be unique")
+    return names
+
+
+def _dropped(missing: dict[str, list[tuple[int, str]]], n_chunks: int) -> dict[str, str]:
+    """The reason each metric some chunk could not compute is dropped for every cell (naming
+    the first such chunk when not all of the `n_chunks` lacked it), each logged once."""
+    unavailable = {}
+    for metric, chunk_reasons in missing.items():
+        k, reason = chunk_reasons[0]
+        if len(chunk_reasons) < n_chunks:
+            reason = f"{reason} (chunk {k}; {len(chunk_reasons)} of {n_chunks} chunks)"
+        log.warning("QC metric %s dropped for all generated cells: %s", metric, reason)
+        unavailable[metric] = reason
+    return unavailable

@@ -17,7 +17,8 @@ from cradle_jax.data.cell_splits import write_cell_splits
 from cradle_jax.data.dataset import PerturbData, load_perturb_data
 from cradle_jax.data.simulate import load_truth
 from cradle_jax.evaluate.config import eval_settings
-from cradle_jax.evaluate.report.run import evaluate, write_plots, write_results
+from cradle_jax.evaluate.report.run import evaluate, write_results
+from cradle_jax.evaluate.report.run_plots import write_plots
 from cradle_jax.evaluate.scores.data_reference import data_reference
 from cradle_jax.train.bundle import ModelBundle, load_workdir
 from cradle_jax.train.errors import RunError

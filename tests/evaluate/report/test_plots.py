@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from cradle_jax.data.qc import QCMetrics, fit_thresholds
-from cradle_jax.evaluate.report import plots
+from cradle_jax.evaluate.report import canvas, embedding, plots
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -88,14 +88,14 @@ def latents(n: int, dim: int, n_perturbations: int, seed: int = 0):
 
 def test_latent_embedding_tiny_takes_pca(tmp_path):
     z, fail, labels = latents(10, 6, 3)
-    out = plots.latent_embedding(z, fail, labels, tmp_path / "z.png", seed=0)
+    out = embedding.latent_embedding(z, fail, labels, tmp_path / "z.png", seed=0)
     assert_png(out, tmp_path / "z.png")
-    assert plots._embed(z.astype(np.float32), seed=0)[1] == "PC"
+    assert embedding._embed(z.astype(np.float32), seed=0)[1] == "PC"
 
 
 def test_pca_fallback_degenerate_shapes():
-    assert plots._pca_2d(np.ones((1, 5), np.float32)).shape == (1, 2)
-    assert plots._pca_2d(np.arange(4.0)[:, None]).shape == (4, 2)
+    assert embedding._pca_2d(np.ones((1, 5), np.float32)).shape == (1, 2)
+    assert embedding._pca_2d(np.arange(4.0)[:, None]).shape == (4, 2)
 
 
 @pytest.mark.slow  # importing umap and its first call compile numba code: ~25 s on 2 cores
@@ -106,17 +106,17 @@ def test_latent_embedding_umap_subsampled_and_deterministic(tmp_path):
     first, second = tmp_path / "a", tmp_path / "b"
     first.mkdir()
     second.mkdir()
-    out = plots.latent_embedding(z, fail, labels, first / "u.png", seed=0, max_cells=200)
+    out = embedding.latent_embedding(z, fail, labels, first / "u.png", seed=0, max_cells=200)
     assert_png(out, first / "u.png")
-    again = plots.latent_embedding(z, fail, labels, second / "u.png", seed=0, max_cells=200)
+    again = embedding.latent_embedding(z, fail, labels, second / "u.png", seed=0, max_cells=200)
     assert again.read_bytes() == out.read_bytes()
 
 
 def test_latent_embedding_two_dims_plotted_directly(tmp_path):
     z, fail, labels = latents(40, 2, 2)
-    assert plots._embed(z.astype(np.float32), seed=0)[1] == "z"
+    assert embedding._embed(z.astype(np.float32), seed=0)[1] == "z"
     assert_png(
-        plots.latent_embedding(z, fail, labels, tmp_path / "d.png", seed=1), tmp_path / "d.png"
+        embedding.latent_embedding(z, fail, labels, tmp_path / "d.png", seed=1), tmp_path / "d.png"
     )
 
 
@@ -151,7 +151,7 @@ def test_failed_savefig_removes_temporary(tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(plots.Figure, "savefig", broken)
+    monkeypatch.setattr(canvas.Figure, "savefig", broken)
     rng = np.random.default_rng(0)
     with pytest.raises(RuntimeError, match="disk full"):
         plots.ate_scatter(

@@ -11,7 +11,8 @@ import pytest
 
 from cradle_jax.data.dataset import load_perturb_data
 from cradle_jax.data.splits import SPLIT_CODES
-from cradle_jax.evaluate.report.run import TABLES_NAME, evaluate, report, write_results
+from cradle_jax.evaluate.report.run import TABLES_NAME, evaluate, write_results
+from cradle_jax.evaluate.report.text import report
 from cradle_jax.evaluate.scores.data_reference import data_reference
 from cradle_jax.evaluate.scores.metrics import ate_metrics
 from cradle_jax.train.bundle import load_workdir
