@@ -10,6 +10,7 @@ import anndata as ad
 import numpy as np
 import pytest
 
+from cradle_jax.data import qc_sources
 from cradle_jax.data.config import data_config
 from cradle_jax.data.dataset import load_perturb_data
 from cradle_jax.data.qc import QCThresholds, compute_qc_metrics
@@ -176,3 +177,19 @@ def test_the_qc_violins_compare_real_cells_over_the_models_genes(screen):
     assert (shown["perturbation"] == "A").all()
     assert len(shown) == len(real)
     assert thresholds is data.qc_thresholds.generated_basis
+
+
+def test_the_qc_violins_follow_the_sampled_basis_of_a_large_file(screen, monkeypatch):
+    """A file larger than the basis sample: the real side holds the label's sampled cells,
+    each with its own counts over the modelled genes."""
+    monkeypatch.setattr(qc_sources, "BASIS_CELLS", 60)
+    config = data_config()
+    config.qc_columns = RENAMED
+    data = load_perturb_data(str(screen), config, 0)
+    generated = data.qc_metrics.matrix.table.assign(perturbation="A")
+    real, _, _ = violin_sides(data, data.qc_thresholds, generated, "A")
+    rows = real.index.to_numpy()
+    assert 0 < len(rows) < (data.labels == "A").sum()
+    assert (data.labels[rows] == "A").all()
+    counts = np.asarray(subset_screen().X.sum(1)).ravel()[rows]
+    np.testing.assert_allclose(real["UMI_count"].to_numpy(), counts)

@@ -69,10 +69,12 @@ def violin_sides(
     """The QC metrics of the real and of the generated cells of `label` that the violins
     compare, and the thresholds they draw, all on the basis generated cells are scored on
     (docs/metrics.md#qc-basis): where some real metric came from obs (whole-transcriptome),
-    the real cells' metrics over the model's genes and the thresholds fitted on those."""
+    the real cells' metrics over the model's genes and the thresholds fitted on those. Either
+    table is indexed by the row positions of its cells: every cell, or the sample of a large
+    file that the generated cells' basis was fitted on."""
     real = data.qc_metrics if data.qc_metrics.matrix is None else data.qc_metrics.matrix
     return (
-        real.table[data.labels[real.table.index.to_numpy()] == label],  # the basis is a sample
+        real.table[data.labels[real.table.index.to_numpy()] == label],
         generated[generated["perturbation"] == label],
         thresholds.for_generated_cells(),
     )
