@@ -19,8 +19,9 @@ import numpy as np
 import pytest
 
 from cradle_jax.train import objective
-from tests.models.conftest import tiny_batch, tiny_config, tiny_stats
-from tests.models.numpy_reference import (
+from tests.settings import original_loss
+from tests.tiny_model import tiny_batch, tiny_config, tiny_stats
+from tests.train.numpy_reference import (
     bernoulli_logpmf,
     decoder_logpmf,
     f64,
@@ -28,7 +29,6 @@ from tests.models.numpy_reference import (
     normal_head,
     normal_logpdf,
 )
-from tests.settings import original_loss
 
 training_loss = jax.jit(objective.training_loss, static_argnames=("cfg", "loss_cfg"))
 init_params = jax.jit(objective.init_params, static_argnames=("cfg",))

@@ -10,8 +10,8 @@ from cradle_jax.models.cradle import artifact_offset, decoder_input, guide, mode
 from cradle_jax.models.sites import perturbation_offset
 from cradle_jax.train import objective
 from cradle_jax.train.objective import gaussian_cf_kl, site_weights
-from tests.models.conftest import tiny_batch, tiny_config, tiny_stats
 from tests.settings import original_loss
+from tests.tiny_model import tiny_batch, tiny_config, tiny_stats
 
 # Compiled once per shape and config: eager NumPyro tracing is ~10x slower than compiling.
 training_loss = jax.jit(objective.training_loss, static_argnames=("cfg", "loss_cfg"))
