@@ -50,7 +50,7 @@ def _qc(X, gene_names):
 
 
 def _mad_fail(values, t, below):
-    """SPEC §4.2: raw MAD, fail below med − t·MAD or above med + t·MAD."""
+    """docs/data.md#qc-rules: raw MAD, fail below med − t·MAD or above med + t·MAD."""
     med = np.median(values)
     mad = np.median(np.abs(values - med))
     return values < med - t * mad if below else values > med + t * mad
