@@ -43,21 +43,22 @@ Initializer = Callable[[jax.Array, tuple[int, ...], jnp.dtype], jax.Array]
 Input = jax.Array | tuple[jax.Array, ...]
 
 
-def _uniform_init(bound: float) -> Initializer:
+def torch_linear_init(fan_in: int) -> Initializer:
+    """PyTorch nn.Linear's init of its weight and its bias alike: U(−1/√fan_in, 1/√fan_in), with
+    fan_in of the kernel for the bias too.
+
+    Not `jax.nn.initializers.variance_scaling(1/3, "fan_in", "uniform")`, the same distribution:
+    it multiplies a U(−1, 1) draw by the bound where this draws U(−bound, bound) at once, which
+    rounds differently (a 20-input kernel differs in 524 of 640 entries, by up to 1.5e-8, for the
+    same key), and new initial values would change every trained number; nor can it take a
+    bias's fan_in from its kernel.
+    """
+    bound = 1.0 / math.sqrt(fan_in)
+
     def init(key, shape, dtype=jnp.float32):
         return jax.random.uniform(key, shape, dtype, minval=-bound, maxval=bound)
 
     return init
-
-
-def torch_kernel_init(fan_in: int) -> Initializer:
-    """PyTorch nn.Linear weight init: U(−1/√fan_in, 1/√fan_in)."""
-    return _uniform_init(1.0 / math.sqrt(fan_in))
-
-
-def torch_bias_init(fan_in: int) -> Initializer:
-    """PyTorch nn.Linear bias init: U(−1/√fan_in, 1/√fan_in), with fan_in of the *kernel*."""
-    return _uniform_init(1.0 / math.sqrt(fan_in))
 
 
 def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
@@ -90,7 +91,7 @@ class Linear(nn.Module):
         parts = _parts(x)
         fan_in = sum(part.shape[-1] for part in parts)
         if self.init_scheme == "torch":
-            kernel_init, bias_init = torch_kernel_init(fan_in), torch_bias_init(fan_in)
+            kernel_init = bias_init = torch_linear_init(fan_in)
         else:
             kernel_init, bias_init = nn.initializers.lecun_normal(), nn.initializers.zeros
         kernel = self.param("kernel", kernel_init, (fan_in, self.features), jnp.float32)

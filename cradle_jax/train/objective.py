@@ -1,19 +1,22 @@
 """The training objective as a pure function (params, batch, key) → (loss, aux).
 
 Its terms are described in docs/method.md#objective. One function for the four model families
-(`model.name`, docs/method.md#families). The ELBO part is NumPyro's: the guide is traced, the
-model replayed on its samples, and every sample site contributes log p − log q with the scale
-and mask its handlers set (equal to `Trace_ELBO().loss` for the same key, tested). Terms are
-kept per site so they can be logged. Only CRADLE's counterfactual KL
-(docs/method.md#counterfactual-kl) is written by hand; α mixing and the cf term apply to the
-families with an artifact path (CRADLE) and are ignored by the others, which use no QC labels.
+(`model.name`, docs/method.md#families). The ELBO part is NumPyro's: `get_importance_trace`
+traces the guide, replays the model on its samples and gives every sample site its log-density
+with the scale and mask its handlers set; each contributes log p − log q (equal to
+`Trace_ELBO().loss` for the same key, tested). Terms are kept per site so they can be logged.
+Only CRADLE's counterfactual KL (docs/method.md#counterfactual-kl) is written by hand; α mixing
+and the cf term apply to the families with an artifact path (CRADLE) and are ignored by the
+others, which use no QC labels.
 """
 
 from dataclasses import dataclass
+from functools import partial
 
 import jax
 import jax.numpy as jnp
 from numpyro import handlers
+from numpyro.infer.util import get_importance_trace
 
 from cradle_jax.models import cradle
 from cradle_jax.models.config import ModelConfig
@@ -129,10 +132,7 @@ def site_weights(
 
 def _site_log_prob(site: dict) -> jax.Array:
     """A site's log-density summed, with its handlers' mask (inside `fn`) and scale applied."""
-    log_prob = site["fn"].log_prob(site["value"])
-    if site["scale"] is not None:
-        log_prob = log_prob * site["scale"]
-    return jnp.sum(log_prob)
+    return jnp.sum(site["log_prob"])
 
 
 def _traces(
@@ -144,20 +144,25 @@ def _traces(
     key: jax.Array,
     counterfactual: bool = False,
 ):
-    """Guide trace and the model replayed on it; keys split as NumPyro's Trace_ELBO does.
+    """Guide trace and the model replayed on it, every sample site with its scaled `log_prob`
+    (NumPyro's `get_importance_trace`); keys split as NumPyro's Trace_ELBO does.
 
-    `counterfactual` makes CRADLE's guide record the counterfactual basal posterior too."""
+    `params` are substituted inside each seed handler rather than by `get_importance_trace`
+    outside it: a sample site given a value (the global samples of `predictive_iwelbo`) then
+    takes no key from the seed handler; outside, it would, and every later site would draw
+    other values. Gradients stop at guide sites without a reparametrised sampler; every guide
+    site has one (the mask's straight-through Bernoulli too). `counterfactual` makes CRADLE's
+    guide record the counterfactual basal posterior too."""
     family = family_of(cfg)
     model_key, guide_key = jax.random.split(key)
-    guide_kwargs = {"counterfactual": True} if counterfactual else {}
-    guide_trace = handlers.trace(
-        handlers.seed(handlers.substitute(family.guide, data=params), guide_key)
-    ).get_trace(batch, stats, weights, cfg, **guide_kwargs)
-    model_trace = handlers.trace(
-        handlers.replay(
-            handlers.seed(handlers.substitute(family.model, data=params), model_key), guide_trace
-        )
-    ).get_trace(batch, stats, weights, cfg)
+    guide = partial(family.guide, counterfactual=True) if counterfactual else family.guide
+    model_trace, guide_trace = get_importance_trace(
+        handlers.seed(handlers.substitute(family.model, data=params), model_key),
+        handlers.seed(handlers.substitute(guide, data=params), guide_key),
+        (batch, stats, weights, cfg),
+        {},
+        {},
+    )
     return guide_trace, model_trace
 
 

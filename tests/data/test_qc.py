@@ -1,4 +1,5 @@
-"""QC metrics and MAD flags (SPEC §4.1, §4.2, §5.5) against few-line NumPy recomputations."""
+"""QC metrics and MAD flags (docs/data.md#qc-metrics, docs/data.md#qc-rules,
+docs/metrics.md#qc-pass-rate) against few-line NumPy recomputations."""
 
 import json
 import logging
@@ -257,7 +258,7 @@ def test_value_equal_to_threshold_passes():
 
 
 def test_real_thresholds_score_generated_cells():
-    """§5.5: thresholds fitted on real cells, applied unchanged to other cells' metrics."""
+    """Thresholds fitted on real cells, applied unchanged to other cells' metrics."""
     real = metric_table()
     thresholds = qc.fit_thresholds(qc.QCMetrics(real, {}, "obs"))
     generated = pd.DataFrame({"UMI_count": [10_000.0, 10.0], "pct_counts_mt": [1.0, 99.0]})

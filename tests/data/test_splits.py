@@ -47,7 +47,8 @@ def test_combinations_split_holds_out_whole_pairs():
 
 
 def test_combinations_split_is_nested_across_fractions():
-    """Split first, filter second (§4.3): a cell's partition does not depend on frac_train."""
+    """Split first, filter second (docs/data.md#splits): a cell's partition does not depend on
+    frac_train."""
     _, _, small = _combination_split(seed=5, frac=0.5)
     _, _, large = _combination_split(seed=5, frac=0.75)
     for code in (splits.TRAIN, splits.VAL):

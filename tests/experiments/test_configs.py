@@ -1,5 +1,5 @@
-"""The experiment configs: same fields as default.py, the published values of SPEC §6, and
-accepted by the model and loss resolvers.
+"""The experiment configs: same fields as default.py, the published values of
+docs/method.md#published-hyperparameters, and accepted by the model and loss resolvers.
 
 Config files are loaded by path, as `--config FILE` loads them, not imported as a package.
 """
@@ -18,7 +18,8 @@ from cradle_jax.train.config import resolve_loss_config
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "experiments" / "configs"
 CONFIG_FILES = sorted(CONFIG_DIR.glob("[!_]*.py"))
 
-# Every dataset config (SPEC §3.7 and §6; the paper sweep's value where demo and sweep differ).
+# Every dataset config (docs/method.md#published-hyperparameters; the paper sweep's value where
+# demo and sweep differ).
 COMMON = {
     "data.qc_threshold": 3,
     "data.qc_mode": "total",

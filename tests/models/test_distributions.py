@@ -1,5 +1,6 @@
-"""Straight-through relaxed Bernoulli (SPEC §2.2) vs NumPy, and its use in a NumPyro guide; the
-per-gene negative binomial of the library_nb head (§1.3) vs NumPyro and SciPy."""
+"""Straight-through relaxed Bernoulli (docs/method.md#straight-through-masks) vs NumPy, and
+its use in a NumPyro guide; the per-gene negative binomial of the library_nb head
+(docs/method.md#networks) vs NumPyro and SciPy."""
 
 import jax
 import jax.numpy as jnp

@@ -1,4 +1,5 @@
-"""Short training on simulated data lowers the loss and recovers the planted masks (issue 4).
+"""Short training on simulated data lowers the loss and recovers the planted masks
+(docs/metrics.md#mask-recovery).
 
 The scoring functions are checked against independent computations on hand-made masks (brute
 force over every column matching for F1, counting (planted, unplanted) pairs for AUROC); then one

@@ -1,4 +1,4 @@
-"""Residual trunk, likelihood heads and PyTorch init vs hand NumPy (SPEC §1.3, §2.4)."""
+"""Residual trunk, likelihood heads and PyTorch init vs hand NumPy (docs/method.md#networks)."""
 
 import jax
 import jax.numpy as jnp

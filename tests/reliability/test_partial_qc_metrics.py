@@ -140,7 +140,7 @@ def test_a_model_json_written_before_the_sources_still_loads(trained_run, tmp_pa
 
 
 def test_simulated_gene_subset_with_whole_transcriptome_obs_metrics():
-    """The issue's case on the simulator: 40 of 200 genes in the matrix, whole-transcriptome
+    """A gene-subset screen on the simulator: 40 of 200 genes in the matrix, whole-transcriptome
     UMI_count, ngenes and pct_counts_mt in obs. Artifact-free cells over the 40 genes (the real
     ones, standing in for a perfect generator) pass the QC of the same basis about as often as
     real cells do, where thresholds fitted on the obs numbers pass none."""

@@ -1,5 +1,5 @@
 """Slow: CRADLE's generated cells pass QC more often than SAMS-VAE's on simulated data with
-planted artifacts, over three seeds (SPEC Part B; issue 7).
+planted artifacts, over three seeds (docs/method.md#baselines, docs/metrics.md#qc-pass-rate).
 
 A smaller copy of `make sweep-models`: the same config (experiments/configs/synthetic_models.py:
 the demo network, 500 generated cells per label for the QC pass rate) and the same simulator

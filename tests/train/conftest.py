@@ -11,6 +11,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from cradle_jax.config import load_config_file
+from tests import tiny_model
 
 ROOT = Path(__file__).parents[2]
 CONFIGS = ROOT / "experiments" / "configs"
@@ -92,3 +93,19 @@ def reference_run(sim_path, tmp_path_factory) -> Path:
     workdir = tmp_path_factory.mktemp("reference")
     train_and_evaluate(tiny_config(sim_path), workdir)
     return workdir
+
+
+@pytest.fixture
+def cfg():
+    """The tiny CRADLE model of the objective tests (`tests.tiny_model`)."""
+    return tiny_model.tiny_config()
+
+
+@pytest.fixture
+def batch():
+    return tiny_model.tiny_batch()
+
+
+@pytest.fixture
+def stats():
+    return tiny_model.tiny_stats()

@@ -1,4 +1,5 @@
-"""Two processes on localhost train together through `jax.distributed` (SPEC A3).
+"""Two processes on localhost train together through `jax.distributed`
+(docs/method.md#data-parallelism).
 
 Each process runs `cradle-jax train --distributed`, feeds its own half of every batch and holds
 one CPU device of a two-device global mesh; both write the same workdir, as on a cluster with a

@@ -1,4 +1,5 @@
-"""Data parallelism does not change what is trained or generated: 1 device and 8 agree (SPEC A3)."""
+"""Data parallelism does not change what is trained or generated: 1 device and 8 agree
+(docs/method.md#data-parallelism)."""
 
 import os
 import re

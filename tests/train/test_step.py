@@ -6,7 +6,8 @@ from tests.settings import plain_optimizer
 
 
 def test_optimizer_clips_then_adds_coupled_decay_before_adam():
-    """First Adam step moves each weight by lr·sign(g'), g' = clip(g) + wd·p (SPEC A3)."""
+    """First Adam step moves each weight by lr·sign(g'), g' = clip(g) + wd·p
+    (docs/method.md#optimiser)."""
     lr, wd, clip = 0.1, 1.0, 100.0
     params = {"w": jnp.array([0.0, -1.0, 2.0])}
     grads = {"w": jnp.array([1000.0, 1e-3, 0.0])}

@@ -68,7 +68,19 @@ class SimulationConfig:
         self.validate()
 
     def validate(self) -> None:
-        """Raise DataError naming the first field that cannot be simulated."""
+        """Raise DataError naming the first field that cannot be simulated.
+
+        The checks run in a fixed order (types, sizes, fractions, magnitudes, cells per label),
+        so a config with several bad fields always names the same one.
+        """
+        self._check_types()
+        self._check_sizes()
+        self._check_fractions()
+        self._check_magnitudes()
+        self._check_cells_per_label()
+
+    def _check_types(self) -> None:
+        """int fields hold integers (not bools), float fields finite numbers."""
         for f in fields(self):
             value = getattr(self, f.name)
             if f.type is int and (isinstance(value, bool) or not isinstance(value, int)):
@@ -81,6 +93,10 @@ class SimulationConfig:
                 raise DataError(
                     f"simulation config: {f.name} must be a finite number, got {value!r}"
                 )
+
+    def _check_sizes(self) -> None:
+        """Counts of cells, perturbations, pairs, latent dims and genes, and the seed: the pairs
+        must be distinct pairs of the singles, the genes hold every QC gene set."""
         for name in (
             "n_cells",
             "n_perturbations",
@@ -104,6 +120,10 @@ class SimulationConfig:
             f"is too small: need >= {MIN_GENES} ({len(MT_GENES)} MT-, {len(RIBO_GENES)} "
             f"RPL/RPS, {len(HB_GENES)} HB genes and {MIN_OTHER_GENES} others)",
         )
+
+    def _check_fractions(self) -> None:
+        """The shares of control, artifact, toxic and interacting cells or labels lie in their
+        ranges; the artifact types' shares sum to 1; the toxic multiplier is positive."""
         _require(0 < self.control_fraction < 1, "control_fraction", "must lie in (0, 1)")
         _require(0 <= self.artifact_fraction < 1, "artifact_fraction", "must lie in [0, 1)")
         for name in ("toxic_fraction", "interaction_fraction"):
@@ -120,6 +140,11 @@ class SimulationConfig:
             "artifact_perturbation_dependence",
             "must be > 0 (1 = artifacts independent of the perturbation)",
         )
+
+    def _check_magnitudes(self) -> None:
+        """Scales, dispersions and depths are positive (or non-negative where 0 switches a part
+        off); the QC gene classes leave room for the other genes; a damaged cell keeps a share in
+        (0, 1)."""
         for name in ("effect_size", "loading_scale", "decoder_nonlinearity", "expression_spread"):
             _require(getattr(self, name) >= 0, name, "must be >= 0")
         for name in ("theta_median", "library_median", "empty_library_fraction", "hb_share"):
@@ -138,6 +163,9 @@ class SimulationConfig:
             "damaged_keep",
             f"must be (low, high) with 0 < low <= high < 1, got {keep!r}",
         )
+
+    def _check_cells_per_label(self) -> None:
+        """At least one control cell, and one cell for every perturbation label."""
         n_control = self.n_control_cells
         _require(n_control >= 1, "n_cells", "too small to hold one control cell")
         _require(

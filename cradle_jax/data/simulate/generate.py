@@ -180,8 +180,19 @@ def simulate(config: SimulationConfig) -> Simulation:
     config.validate()
     design = make_design(config)
     cells = _draw_cells(config, design)
-    N, G = config.n_cells, config.n_genes
+    X, clean_X, partner = _generate_counts(config, design, cells)
+    eval_mean, ate = _true_ate(config, design)
+    truth = _truth(design, cells, clean_X, partner, eval_mean, ate)
+    return Simulation(adata=_annotated(config, design, cells, X), truth=truth)
 
+
+def _generate_counts(
+    config: SimulationConfig, design: Design, cells: _Cells
+) -> tuple[sp.csr_matrix, sp.csr_matrix, np.ndarray]:
+    """The observed counts (N, G), the clean counts of the artifact cells (their rows in cell
+    order) and each cell's doublet partner (N,), generated block by block of `block_size` cells.
+    """
+    N, G = config.n_cells, config.n_genes
     observed, clean, partners = [], [], []
     for index, start in enumerate(range(0, N, config.block_size)):
         block = _generate_block(
@@ -190,15 +201,20 @@ def simulate(config: SimulationConfig) -> Simulation:
         observed.append(block.observed)
         clean.append(block.clean)
         partners.append(block.partner)
-    X = _stack_csr(observed, G)
-    clean_X = _stack_csr(clean, G)
+    return _stack_csr(observed, G), _stack_csr(clean, G), np.concatenate(partners)
 
-    eval_mean, ate = _true_ate(config, design)
-    names = np.array(ARTIFACT_NAMES)
-    artifact_counts = {
-        name: int((cells.artifact == code).sum()) for code, name in enumerate(ARTIFACT_NAMES)
-    }
-    truth = {
+
+def _truth(
+    design: Design,
+    cells: _Cells,
+    clean_X: sp.csr_matrix,
+    partner: np.ndarray,
+    eval_mean: np.ndarray,
+    ate: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """Everything planted, as arrays: the design, each cell's draws, the true ATE and its top
+    genes, and the clean counts of the artifact cells (rows `clean_rows`)."""
+    return {
         "labels": design.labels,
         "singles": design.singles,
         "pairs": design.pairs,
@@ -224,14 +240,25 @@ def simulate(config: SimulationConfig) -> Simulation:
         "z_basal": cells.z_basal,
         "library": cells.library.astype(np.float32),
         "artifact": cells.artifact,
-        "artifact_names": names,
-        "doublet_partner": np.concatenate(partners),
+        "artifact_names": np.array(ARTIFACT_NAMES),
+        "doublet_partner": partner,
         "clean_rows": np.flatnonzero(cells.artifact != NONE).astype(np.int64),
         "clean_data": clean_X.data,
         "clean_indices": clean_X.indices,
         "clean_indptr": clean_X.indptr.astype(np.int64),
     }
 
+
+def _annotated(
+    config: SimulationConfig, design: Design, cells: _Cells, X: sp.csr_matrix
+) -> ad.AnnData:
+    """The counts as the data contract's AnnData: each cell's label and artifact in obs, the
+    gene classes in var, and a JSON-able summary of the simulation in uns."""
+    N = config.n_cells
+    names = np.array(ARTIFACT_NAMES)
+    artifact_counts = {
+        name: int((cells.artifact == code).sum()) for code, name in enumerate(ARTIFACT_NAMES)
+    }
     pair_labels = design.labels[1 + config.n_perturbations :]
     width = len(str(N - 1))
     obs = pd.DataFrame(
@@ -259,5 +286,4 @@ def simulate(config: SimulationConfig) -> Simulation:
             "truth_file": "",
         }
     }
-    adata = ad.AnnData(X=X, obs=obs, var=var, uns=uns)
-    return Simulation(adata=adata, truth=truth)
+    return ad.AnnData(X=X, obs=obs, var=var, uns=uns)

@@ -11,7 +11,7 @@ from cradle_jax.evaluate.generation.prior import generate_cells, sample_good_pat
 from cradle_jax.evaluate.scores.ate import data_ate, evaluation_scale, model_ate
 from cradle_jax.train.objective import init_params
 from tests.conftest import labels_with_pairs, make_adata
-from tests.models.conftest import tiny_batch, tiny_config, tiny_stats
+from tests.tiny_model import tiny_batch, tiny_config, tiny_stats
 
 VOCABULARY = PerturbationVocabulary(("P0", "P1", "P2"))
 

@@ -1,8 +1,9 @@
-"""Each baseline's loss on a fixed batch with fixed samples equals a hand computation (Part B).
+"""Each baseline's loss on a fixed batch with fixed samples equals a hand computation
+(docs/method.md#baselines).
 
 As for CRADLE (test_loss_by_hand.py): the reference is an independent float64 NumPy
-computation from the SPEC's formulas over the raw parameter dicts, and the package is used only
-to create parameters and for the value under test. Sample sites are fixed by substituting them
+computation from the documented formulas over the raw parameter dicts, and the package is used
+only to create parameters and for the value under test. Sample sites are fixed by substituting them
 through the params dict, so the loss must not depend on the key. SVAE+'s mask probabilities are
 not substituted: their guide is a point mass at σ(φ), a deterministic function of φ.
 """
@@ -14,8 +15,9 @@ import pytest
 from scipy.special import betaln, expit
 
 from cradle_jax.train import objective
-from tests.models.conftest import tiny_batch, tiny_config, tiny_stats
-from tests.models.numpy_reference import (
+from tests.settings import original_loss
+from tests.tiny_model import tiny_batch, tiny_config, tiny_stats
+from tests.train.numpy_reference import (
     bernoulli_logpmf,
     decoder_logpmf,
     f64,
@@ -23,7 +25,6 @@ from tests.models.numpy_reference import (
     normal_head,
     normal_logpdf,
 )
-from tests.settings import original_loss
 
 training_loss = jax.jit(objective.training_loss, static_argnames=("cfg", "loss_cfg"))
 init_params = jax.jit(objective.init_params, static_argnames=("cfg",))
@@ -55,7 +56,8 @@ def batch_for(name: str) -> dict:
 
 
 def plate_weights(batch, stats, cfg):
-    """Per-perturbation plate weights (§3.3) and per-cell weights, / (P · real cells)."""
+    """Per-perturbation plate weights (docs/method.md#plate-reweighting) and per-cell weights,
+    / (P · real cells)."""
     D, w = batch["D"], batch["weight"]
     norm = cfg.n_particles * w.sum()
     obs = stats["obs_dosage"]

@@ -1,7 +1,8 @@
-"""The whole CRADLE loss on a fixed batch with fixed samples equals a hand computation (§1–§3, A1).
+"""The whole CRADLE loss on a fixed batch with fixed samples equals a hand computation
+(docs/method.md#objective).
 
 Everything below `# --- NumPy reference` is an independent float64 re-implementation of the
-objective from the SPEC: the networks are evaluated from their raw parameter dicts, the
+objective from docs/method.md: the networks are evaluated from their raw parameter dicts, the
 log-densities are written out (negative binomial via `scipy.special.gammaln`), and the plate
 weights, α mixing and counterfactual KL are computed from the batch. The package is used only to
 create parameters (`init_params`) and for the value under test (`training_loss`, jitted once per
@@ -19,8 +20,9 @@ import numpy as np
 import pytest
 
 from cradle_jax.train import objective
-from tests.models.conftest import tiny_batch, tiny_config, tiny_stats
-from tests.models.numpy_reference import (
+from tests.settings import original_loss
+from tests.tiny_model import tiny_batch, tiny_config, tiny_stats
+from tests.train.numpy_reference import (
     bernoulli_logpmf,
     decoder_logpmf,
     f64,
@@ -28,7 +30,6 @@ from tests.models.numpy_reference import (
     normal_head,
     normal_logpdf,
 )
-from tests.settings import original_loss
 
 training_loss = jax.jit(objective.training_loss, static_argnames=("cfg", "loss_cfg"))
 init_params = jax.jit(objective.init_params, static_argnames=("cfg",))
@@ -70,7 +71,7 @@ CASES = {
 
 
 def numpy_objective(params, batch, stats, fixed, cfg, loss_cfg) -> dict:
-    """Every aux term and the total loss of §3 (with the A1 choices), in float64."""
+    """Every aux term and the total loss (docs/method.md#objective), in float64."""
     params, batch, stats, fixed = f64(params), f64(batch), f64(stats), f64(fixed)
     P, T, Q, L = cfg.n_particles, cfg.n_perturbations, cfg.n_qc, cfg.n_latent
     X, D, qc, cfX = batch["X"], batch["D"], batch["qc"], batch["cfX"]
@@ -78,7 +79,8 @@ def numpy_objective(params, batch, stats, fixed, cfg, loss_cfg) -> dict:
     B = X.shape[0]
     M, E, A, z_b = fixed["mask"], fixed["E"], fixed["qc_E"], fixed["z_basal"]
 
-    # Weights (§3.3 and A1): plate weights over the real cells, everything / (P · n_real).
+    # Weights (docs/method.md#plate-reweighting): plate weights over the real cells, everything
+    # / (P · n_real).
     n_real = w.sum()
     norm = P * n_real
     obs_d, obs_q = stats["obs_dosage"], stats["obs_qc"]
@@ -91,7 +93,7 @@ def numpy_objective(params, batch, stats, fixed, cfg, loss_cfg) -> dict:
         if obs_q[j] > 0:
             V[:, j] = (qc[:, j] != 0) / obs_q[j]
     w_pert = (w[:, None] * W).sum(0) / norm  # (T,)
-    w_qc = (w[:, None] * V).sum(0) / norm  # (Q,) each row by its own flag (K7 fixed)
+    w_qc = (w[:, None] * V).sum(0) / norm  # (Q,) each row by its own flag
     w_cell = w / norm
     failed = qc.max(axis=1) > 0  # fail-any
     if loss_cfg.alpha == "off":
@@ -161,9 +163,9 @@ def numpy_objective(params, batch, stats, fixed, cfg, loss_cfg) -> dict:
     }
     negative_elbo = sum(terms.values())
 
-    # Counterfactual KL (§3.4): reference pass = basal encoder on the reference row with the
-    # flipped flags and the SAME (substituted) M, E, A, against this cell's counterfactual
-    # posterior.
+    # Counterfactual KL (docs/method.md#counterfactual-kl): reference pass = basal encoder on
+    # the reference row with the flipped flags and the SAME (substituted) M, E, A, against this
+    # cell's counterfactual posterior.
     if loss_cfg.cf_kl == "none":
         K = 0.0
     else:

@@ -5,7 +5,7 @@ from scipy.special import logsumexp
 from scipy.stats import norm
 
 from cradle_jax.train import objective
-from tests.models.conftest import tiny_config
+from tests.tiny_model import tiny_config
 
 iwelbo = jax.jit(objective.predictive_iwelbo, static_argnames=("cfg",))
 init_params = jax.jit(objective.init_params, static_argnames=("cfg",))
@@ -13,7 +13,7 @@ init_params = jax.jit(objective.init_params, static_argnames=("cfg",))
 
 @pytest.fixture(scope="module")
 def setup():
-    from tests.models.conftest import tiny_batch, tiny_stats
+    from tests.tiny_model import tiny_batch, tiny_stats
 
     cfg = tiny_config(n_particles=4)
     batch, stats = tiny_batch(), tiny_stats()

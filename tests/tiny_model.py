@@ -1,9 +1,9 @@
-"""A tiny CRADLE configuration and batch shared by the model and objective tests."""
+"""A tiny CRADLE configuration, batch and statistics shared by the objective tests (tests/train)
+and the ATE tests (tests/evaluate)."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
 from cradle_jax.models.config import ModelConfig
 
@@ -62,18 +62,3 @@ def tiny_stats(n_qc: int = 1) -> dict:
         "norm_std": jnp.linspace(0.8, 1.2, 7),
         "fail_fraction": jnp.asarray(0.25),
     }
-
-
-@pytest.fixture
-def cfg():
-    return tiny_config()
-
-
-@pytest.fixture
-def batch():
-    return tiny_batch()
-
-
-@pytest.fixture
-def stats():
-    return tiny_stats()

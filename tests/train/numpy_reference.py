@@ -1,6 +1,7 @@
-"""Independent float64 NumPy versions of the networks and log-densities (SPEC §1.3, §2):
-the reference side of the by-hand objective tests. Networks are evaluated from their raw
-parameter dicts; the negative binomial uses `scipy.special.gammaln`.
+"""Independent float64 NumPy versions of the networks and log-densities
+(docs/method.md#networks, docs/method.md#cradle-guide): the reference side of the by-hand
+objective tests. Networks are evaluated from their raw parameter dicts; the negative binomial
+uses `scipy.special.gammaln`.
 """
 
 import jax

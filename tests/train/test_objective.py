@@ -10,8 +10,8 @@ from cradle_jax.models.cradle import artifact_offset, decoder_input, guide, mode
 from cradle_jax.models.sites import perturbation_offset
 from cradle_jax.train import objective
 from cradle_jax.train.objective import gaussian_cf_kl, site_weights
-from tests.models.conftest import tiny_batch, tiny_config, tiny_stats
 from tests.settings import original_loss
+from tests.tiny_model import tiny_batch, tiny_config, tiny_stats
 
 # Compiled once per shape and config: eager NumPyro tracing is ~10x slower than compiling.
 training_loss = jax.jit(objective.training_loss, static_argnames=("cfg", "loss_cfg"))
@@ -39,7 +39,7 @@ def test_plate_weights_w_and_v_match_numpy(cfg, batch, stats):
     weights, _ = site_weights(batch, stats, cfg, original_loss())
     D, qc, w = (np.asarray(batch[k]) for k in ("D", "qc", "weight"))
     norm = cfg.n_particles * w.sum()
-    W = (D != 0) / np.asarray(stats["obs_dosage"])[None, :]  # (B, T), §3.3
+    W = (D != 0) / np.asarray(stats["obs_dosage"])[None, :]  # (B, T), 1[D ≠ 0] / N^D
     V = (qc != 0) / np.asarray(stats["obs_qc"])[None, :]
     np.testing.assert_allclose(weights.perturbation, (w[:, None] * W).sum(0) / norm, rtol=1e-6)
     np.testing.assert_allclose(weights.qc, (w[:, None] * V).sum(0) / norm, rtol=1e-6)
@@ -128,7 +128,8 @@ def test_decoder_input_composition_both_modes():
     for p in range(P):
         for i in range(B):
             expected_zp = sum(D[i, t] * M[p, t] * E[p, t] for t in range(T))
-            expected_a = sum(qc[i, j] * A[p, j] for j in range(Q))  # the cell's own criteria (K5)
+            # cᵀA, the cell's own criteria (docs/decisions.md#qc-columns-each)
+            expected_a = sum(qc[i, j] * A[p, j] for j in range(Q))
             np.testing.assert_allclose(z_p[p, i], expected_zp, rtol=1e-5, atol=1e-6)
             np.testing.assert_allclose(artifact[p, i], expected_a, rtol=1e-5, atol=1e-6)
     concat = decoder_input(z_b, z_p, artifact, sum_mode=False)
