@@ -1,4 +1,5 @@
-"""The baselines (SPEC Part B) go through the same trainer, evaluation, export and generation.
+"""The baselines (docs/method.md#baselines) go through the same trainer, evaluation, export and
+generation.
 
 One tiny run per baseline on simulated data: training ends NaN-free with the family's own loss
 terms logged, `evaluate` reports every headline metric, an export reproduces the metrics exactly,

@@ -1,4 +1,5 @@
-"""ATE metrics (SPEC §5.4) against independent computations: scipy, sklearn and plain loops."""
+"""ATE metrics (docs/metrics.md#ate-metrics) against independent computations: scipy, sklearn
+and plain loops."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""QC pass rate of generated cells (SPEC §5.5, A5, E1) against NumPy recomputations.
+"""QC pass rate of generated cells (docs/metrics.md#qc-pass-rate) against NumPy recomputations.
 
 Count matrices are built by hand so every metric is known; the "real" thresholds come from a
 hand-made metric table with known medians and raw MADs.
@@ -156,7 +156,7 @@ def test_chunk_k_holds_positions_2k_and_2k_plus_1_of_every_perturbation():
 def test_chunking_of_the_reference_layout_and_uneven_counts():
     labels = np.array(["A"] * 100 + ["B"] * 25 + ["C"] * 3)
     chunk = qc_metrics.chunk_assignment(labels, 10)
-    np.testing.assert_array_equal(chunk[:100], np.arange(100) // 10)  # 10k … 10k+9 (§5.5)
+    np.testing.assert_array_equal(chunk[:100], np.arange(100) // 10)  # 10k … 10k+9
     assert np.bincount(chunk[100:125], minlength=10).tolist() == [3, 2] * 5
     assert chunk[125:].tolist() == [0, 3, 6]
     with pytest.raises(DataError, match="n_chunks"):
