@@ -1,10 +1,9 @@
 """XLA flags measured to speed up training on CPUs, set before JAX starts its backend.
 
 XLA:CPU hands reductions to YNNPACK, whose reductions over a leading axis (a particle or cell
-axis, as in the gradients of per-gene and per-cell parameters) ran 20× slower than XLA's own
-on our 2-core machines: summing a (5, 512, 2000) array over its first axis took 23 ms against
-1.1 ms. The flag below keeps YNNPACK for matrix products and gives reductions back to XLA; it
-took the Adamson-config train step from 350 ms to 278 ms (benchmarks/bench_train_step.py).
+axis, as in the gradients of per-gene and per-cell parameters) ran far slower than XLA's own on
+our 2-core machines. The flag below keeps YNNPACK for matrix products and gives reductions back
+to XLA, which made the train step faster (benchmarks/README.md#xla-flags).
 
 The flags are added only for the jaxlib versions they were measured on, since XLA aborts at
 start-up on a flag it does not know, and never over a setting of the same flag in XLA_FLAGS.

@@ -158,8 +158,8 @@ def _run_scrublet(adata: "ad.AnnData", seed: int, threshold: float | None) -> st
     if adata.n_obs < MIN_SCRUBLET_CELLS:
         return f"Scrublet needs at least {MIN_SCRUBLET_CELLS} cells, got {adata.n_obs}"
     try:
-        # Exact kNN: on 2 cores it is ~9x faster than pynndescent's approximate search for the
-        # block sizes the data layer uses (8k cells: 2.9 s vs 25 s), and it is deterministic.
+        # Exact kNN: on 2 cores it is faster than pynndescent's approximate search for the
+        # block sizes the data layer uses (benchmarks/README.md#scrublet), and deterministic.
         with warnings.catch_warnings():
             # numpy's "mean of empty slice" and the like on degenerate input (one gene): the
             # outcome is reported as the criterion's one line, not as warnings before it.

@@ -119,8 +119,8 @@ class GeneNegativeBinomial(GammaPoisson):
 
     def sample(self, key, sample_shape=()):
         """Counts of shape sample_shape + batch_shape, float32: the Gamma-then-Poisson draw of
-        NumPyro's `GammaPoisson.sample`, exact, about 40× faster on a CPU
-        (`cradle_jax.models.sampling`)."""
+        NumPyro's `GammaPoisson.sample`, exact and much faster on a CPU
+        (`cradle_jax.models.sampling`, benchmarks/README.md#sampling)."""
         shape = tuple(sample_shape) + self.batch_shape
         return sample_gamma_poisson(key, self.concentration, self.rate, shape)
 

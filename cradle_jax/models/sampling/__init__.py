@@ -3,13 +3,13 @@ binomial) counts of the `library_nb` head (docs/method.md#networks), for generat
 once (docs/method.md#generation).
 
 `jax.random.gamma` and `jax.random.poisson` run a rejection loop per element in which every try
-splits a Threefry key: 1.4–1.7 µs per count on our 2-core CPU. Here every element makes one
+splits a Threefry key, which dominates the cost of a count on a CPU. Here every element makes one
 try from random words drawn for the whole array at once (Philox, four words per element and
 try); the few elements left unfinished (~5%) are gathered into a buffer an eighth of the size and
 tried once there, those still unfinished into one an eighth of that, which is retried in place
-until done: ~35 ns per count. An element draws fresh words at each try and keeps its first
-accepted value, so every sample follows its distribution exactly, whatever the others do; and
-since the words depend only on the key and the element's place, so do the samples.
+until done (benchmarks/README.md#sampling). An element draws fresh words at each try and keeps
+its first accepted value, so every sample follows its distribution exactly, whatever the others
+do; and since the words depend only on the key and the element's place, so do the samples.
 
 The modules, one job each:
 

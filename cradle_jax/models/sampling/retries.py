@@ -45,7 +45,7 @@ def prefix_sums(x: jax.Array, bound: int) -> jax.Array:
 
     Blocks of PREFIX_BLOCK are summed by a product with a triangular matrix (float32 while the
     sums stay exact, below 2²⁴), the block totals recursively: a handful of matrix products,
-    where `lax.associative_scan` compiled for seconds and `jnp.cumsum` ran 3× slower on a CPU.
+    where `lax.associative_scan` compiled for seconds and `jnp.cumsum` ran slower on a CPU.
     """
     m = x.shape[0]
     block = min(PREFIX_BLOCK, m)

@@ -50,10 +50,10 @@ def random_words(seed: jax.Array, size: int, stream: tuple[Count, int]) -> Words
     of one try: Philox-4x32-10 under the 64-bit `seed` of the counters (element, *stream, 0).
 
     `stream` = (path, level) names the try (see `retries.finish`); every try of a sampling has
-    its own, so no two tries share a word. Philox rather than `jax.random.bits`: on a CPU (12.8M
-    elements) its Threefry took 9.5 ns per element for one word, Philox 12.7 ns for four; and
+    its own, so no two tries share a word. Philox rather than `jax.random.bits`: on a CPU it makes
+    four words for little more than Threefry's cost of one (benchmarks/README.md#sampling); and
     naming tries by counters instead of splitting keys leaves no Threefry hash inside the retry
-    loops (each took ~0.1 s to compile).
+    loops, each of which would have to be compiled.
     """
     if size >= 2**32:
         raise ValueError(f"{size} elements do not fit the 32-bit counter")
