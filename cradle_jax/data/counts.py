@@ -137,10 +137,10 @@ class _Stored:
         both = self._direct.gather(sorted_unique, sorted_unique + 2).astype(np.int64)
         return both[0::2], both[1::2]
 
-    def gather(self, starts: np.ndarray, stops: np.ndarray) -> np.ndarray | None:
-        """The ranges starts[i]…stops[i]-1 concatenated, read directly; None without a direct
-        reader (h5py reads spans faster than one request per range)."""
-        return None if self._direct is None else self._direct.gather(starts, stops)
+    def gather(self, starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
+        """The ranges starts[i]…stops[i]-1 concatenated; only for a `direct` dataset (through
+        h5py, merged spans cost less than one request per range)."""
+        return self._direct.gather(starts, stops)
 
     def rows(self, sorted_unique: np.ndarray, width: int) -> np.ndarray:
         """Rows sorted_unique of a 2-D dataset of `width` columns."""

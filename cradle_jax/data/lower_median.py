@@ -24,11 +24,10 @@ import numba.experimental
 import numpy as np
 import scipy.sparse as sp
 
+from cradle_jax.data.references import SPLITMIX_GAMMA, SPLITMIX_MIX_1, SPLITMIX_MIX_2
+
 SMALL_COUNT = 256  # values below this (integers) are ranked by counting
 MIN_CELLS_PER_THREAD = 2_048  # fewer cells are not worth a thread
-_GOLDEN_GAMMA = np.uint64(0x9E3779B97F4A7C15)  # SplitMix64, as data/references.py draws
-_MIX_1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX_2 = np.uint64(0x94D049BB133111EB)
 
 
 def lower_median_rows(
@@ -95,8 +94,8 @@ def _in_threads(n_cells: int, threads: int, run, n_genes: int) -> sp.csr_matrix:
     found = np.concatenate([np.zeros(0, np.int64), *(piece[0] for piece in pieces)])
     row_start = np.zeros(n_cells + 1, dtype=np.int64)
     np.cumsum(found, out=row_start[1:])
-    genes = np.concatenate([np.zeros(0, np.int32), *(p[1][: p[0].sum()] for p in pieces)])
-    medians = np.concatenate([np.zeros(0, np.float32), *(p[2][: p[0].sum()] for p in pieces)])
+    genes = np.concatenate([np.zeros(0, np.int32), *(piece[1] for piece in pieces)])
+    medians = np.concatenate([np.zeros(0, np.float32), *(piece[2] for piece in pieces)])
     return sp.csr_matrix((medians, genes, row_start), shape=(n_cells, n_genes), dtype=np.float32)
 
 
@@ -136,9 +135,9 @@ def _pool_medians(
 @numba.njit(nogil=True, cache=True, inline="always")
 def _uniform(key, counter):
     """The SplitMix64 uniform in [0, 1) at `counter` of the stream seeded with `key`."""
-    z = key + (counter + np.uint64(1)) * _GOLDEN_GAMMA
-    z = (z ^ (z >> np.uint64(30))) * _MIX_1
-    z = (z ^ (z >> np.uint64(27))) * _MIX_2
+    z = key + (counter + np.uint64(1)) * SPLITMIX_GAMMA
+    z = (z ^ (z >> np.uint64(30))) * SPLITMIX_MIX_1
+    z = (z ^ (z >> np.uint64(27))) * SPLITMIX_MIX_2
     z = z ^ (z >> np.uint64(31))
     return np.float64(z >> np.uint64(11)) * 2.0**-53
 

@@ -29,18 +29,18 @@ REFERENCE_MODES = ("same_treatment_fail", "opposite_label", "none")
 NO_REFERENCE = -1
 NO_POOL = -1
 
-_GOLDEN_GAMMA = np.uint64(0x9E3779B97F4A7C15)
-_MIX_1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX_2 = np.uint64(0x94D049BB133111EB)
+SPLITMIX_GAMMA = np.uint64(0x9E3779B97F4A7C15)
+SPLITMIX_MIX_1 = np.uint64(0xBF58476D1CE4E5B9)
+SPLITMIX_MIX_2 = np.uint64(0x94D049BB133111EB)
 
 
 def counter_uniform(key: np.uint64, counter: np.ndarray) -> np.ndarray:
     """Uniforms in [0, 1) (float64, the shape of `counter`), one per uint64 counter: the
     SplitMix64 output at position `counter` of the stream seeded with `key`."""
     with np.errstate(over="ignore"):
-        z = key + (np.asarray(counter, dtype=np.uint64) + np.uint64(1)) * _GOLDEN_GAMMA
-        z = (z ^ (z >> np.uint64(30))) * _MIX_1
-        z = (z ^ (z >> np.uint64(27))) * _MIX_2
+        z = key + (np.asarray(counter, dtype=np.uint64) + np.uint64(1)) * SPLITMIX_GAMMA
+        z = (z ^ (z >> np.uint64(30))) * SPLITMIX_MIX_1
+        z = (z ^ (z >> np.uint64(27))) * SPLITMIX_MIX_2
     z ^= z >> np.uint64(31)
     return (z >> np.uint64(11)).astype(np.float64) * 2.0**-53
 

@@ -86,19 +86,23 @@ def _checked_cells(
     return z, qc_fail, labels
 
 
+def _group(ax, coords, chosen, name: str, colour, point: float, alpha: float) -> None:
+    """The cells `chosen` as one labelled scatter group, with their number in the legend."""
+    ax.scatter(
+        *coords[chosen].T,
+        s=point,
+        color=colour,
+        alpha=alpha,
+        linewidths=0,
+        label=f"{name} ({chosen.sum()})",
+        rasterized=True,
+    )
+
+
 def _qc_status(ax, coords: np.ndarray, qc_fail: np.ndarray, point: float) -> None:
     """The left panel: passing and failing cells in two colours."""
     for fail, name, colour in ((False, "pass", _PASS), (True, "fail", _FAIL)):
-        chosen = qc_fail == fail
-        ax.scatter(
-            *coords[chosen].T,
-            s=point,
-            color=colour,
-            alpha=0.6,
-            linewidths=0,
-            label=f"{name} ({chosen.sum()})",
-            rasterized=True,
-        )
+        _group(ax, coords, qc_fail == fail, name, colour, point, alpha=0.6)
     ax.set_title("QC status")
     ax.legend(loc="best", fontsize=8, markerscale=max(1.0, 12.0 / point))
 
@@ -106,15 +110,7 @@ def _qc_status(ax, coords: np.ndarray, qc_fail: np.ndarray, point: float) -> Non
 def _perturbations(ax, coords: np.ndarray, labels: np.ndarray, control: str, point: float) -> None:
     """The right panel: cells coloured by perturbation (`_perturbation_groups`)."""
     for name, colour, chosen in _perturbation_groups(labels, control):
-        ax.scatter(
-            *coords[chosen].T,
-            s=point,
-            color=colour,
-            alpha=0.7,
-            linewidths=0,
-            label=f"{name} ({chosen.sum()})",
-            rasterized=True,
-        )
+        _group(ax, coords, chosen, name, colour, point, alpha=0.7)
     ax.set_title("perturbation")
     ax.legend(
         loc="center left",
