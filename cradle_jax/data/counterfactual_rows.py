@@ -32,8 +32,10 @@ from cradle_jax.data.references import ReferencePools, reference_medians
 log = logging.getLogger(__name__)
 
 MEDIAN_CELLS = 8_192  # askers whose medians are taken together (their draws, their rows)
-# Stored values of pool members held at once (8 MB as float32 values and int32 columns).
+# Stored values of pool members held at once (8 MB as float32 values and int32 columns), the
+# members' gene bit sets counted as the values of the same size.
 POOL_READ_VALUES = 1 << 20
+VALUE_BYTES = 8
 # Threads taking medians. The compiled kernel allocates once per call, so threads no longer grow
 # the heap the way NumPy temporaries in each thread's malloc arena did.
 MEDIAN_THREADS = min(4, os.cpu_count() or 1)
@@ -152,17 +154,17 @@ def median_blocks(
     holds it for the pass); each block of MEDIAN_CELLS askers then takes its medians on
     `threads` threads.
     """
-    from cradle_jax.data.lower_median import pool_median_rows  # numba compiles on first use
+    from cradle_jax.data.lower_median import indexed_rows, pool_median_rows  # numba compiles
 
-    n_genes = counts.shape[1]
     for slots, askers, rows in _pool_groups(pools, counts, directory):
+        members = indexed_rows(rows)
         for start in range(0, len(askers), MEDIAN_CELLS):
             cells = askers[start : start + MEDIAN_CELLS]
             pool = pools.pool_of_cell[cells]
             first, after = pools.offsets[pool], pools.offsets[pool + 1]
             block = pool_median_rows(
-                cells, first - slots.start, after - first, pools.n_samples, pools.key, rows,
-                n_genes, threads,
+                cells, first - slots.start, after - first, pools.n_samples, pools.key, members,
+                threads,
             )  # fmt: skip
             yield cells, block
 
@@ -192,8 +194,11 @@ def _pool_groups(
 def _read_groups(pools: ReferencePools, counts: CountSource) -> Iterator[tuple[slice, np.ndarray]]:
     """Consecutive pools merged into groups of about POOL_READ_VALUES stored values (from the
     file's mean row size): (the group's slots in `pools.members`, the cells drawing from it)."""
+    from cradle_jax.data.lower_median import index_bytes_per_row
+
     n_cells = max(counts.shape[0], 1)
-    values_per_row = max(counts.stored_values_total() / n_cells, 1.0)
+    index_values = index_bytes_per_row(counts.shape[1]) / VALUE_BYTES
+    values_per_row = max(counts.stored_values_total() / n_cells, 1.0) + index_values
     group, size = [], 0.0
     for slots, askers in pools.askers_by_pool():
         values = (slots.stop - slots.start) * values_per_row

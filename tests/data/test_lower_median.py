@@ -60,3 +60,33 @@ def test_no_cells_and_no_rows():
     undrawn = lower_median_rows(np.full((2, 5), -1, np.int32), sp.csr_matrix((0, 4)), 4)
     assert undrawn.shape == (2, 4)
     assert undrawn.nnz == 0
+
+
+@pytest.mark.parametrize("width", [1, 2, 63, 64, 70])
+def test_genes_across_words_and_counts_past_a_power_of_two(width):
+    """Genes on both sides of each 64-gene word boundary; up to 70 draws (seven counter bits)."""
+    position, dense = _case(width, "small counts", n_rows=90, n_genes=200, width=width)
+    out = lower_median_rows(position, sp.csr_matrix(dense), dense.shape[1])
+    np.testing.assert_array_equal(out.toarray(), _expected(position, dense))
+
+
+def test_unsorted_repeated_and_explicitly_zero_entries_count_as_their_dense_row():
+    position, dense = _case(11, "small counts", n_rows=40, n_genes=130)
+    canonical = sp.csr_matrix(dense)
+    rng = np.random.default_rng(0)
+    indptr, indices, data = [0], [], []
+    for row in range(canonical.shape[0]):
+        genes = canonical.indices[canonical.indptr[row] : canonical.indptr[row + 1]]
+        values = canonical.data[canonical.indptr[row] : canonical.indptr[row + 1]]
+        split = np.minimum(values, rng.integers(0, 3, len(values)))  # one value as two entries
+        zero = rng.integers(0, 130, 2)  # stored zeros at absent or present genes
+        genes = np.concatenate([genes, genes, zero])
+        values = np.concatenate([values - split, split, np.zeros(2, np.float32)])
+        order = rng.permutation(len(genes))
+        indices.extend(genes[order])
+        data.extend(values[order])
+        indptr.append(len(indices))
+    messy = sp.csr_matrix((data, indices, indptr), shape=dense.shape)
+    assert not messy.has_canonical_format
+    out = lower_median_rows(position, messy, dense.shape[1])
+    np.testing.assert_array_equal(out.toarray(), _expected(position, dense))
