@@ -37,8 +37,8 @@ import pandas as pd
 import psutil
 import scipy.sparse as sp
 
+from cradle_jax.config import data_config
 from cradle_jax.data.batches import PADDING, batch_indices, build_local_batch
-from cradle_jax.data.config import data_config
 from cradle_jax.data.counts import BackedCounts
 from cradle_jax.data.dataset import load_perturb_data
 from cradle_jax.train.prefetch import ordered_map

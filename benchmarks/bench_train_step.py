@@ -19,8 +19,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cradle_jax.models.config import COMPUTE_DTYPES, ModelConfig
-from cradle_jax.train.config import loss_config, resolve_loss_config, train_config
+from cradle_jax.config import loss_config, train_config
+from cradle_jax.models.config import COMPUTE_DTYPES, ModelConfig, default_model_config
+from cradle_jax.train.config import resolve_loss_config
 from cradle_jax.train.flops import cradle_step_flops
 from cradle_jax.train.objective import init_params
 from cradle_jax.train.state import TrainState
@@ -83,7 +84,7 @@ def model_config(
     name: str, particles: int, compute_dtype: str, linear_skip: bool = True
 ) -> ModelConfig:
     c = CONFIGS[name]
-    return ModelConfig(
+    return default_model_config(
         n_genes=c["G"],
         n_perturbations=c["T"],
         n_latent=c["L"],
@@ -116,7 +117,7 @@ def main() -> None:
     batch, stats = jax.device_put(batch), jax.device_put(stats)
     defaults = train_config()  # the default optimiser and loss of a training run
     optimizer = make_optimizer(
-        3e-4,
+        defaults.learning_rate,
         defaults.weight_decay,
         defaults.clip_norm,
         defaults.mask_lr_scale,
