@@ -38,11 +38,10 @@ import jax.numpy as jnp
 import numpy as np
 from bench_train_step import CONFIGS, matmul_gflops
 
-from cradle_jax.config import data_config, eval_config
+from cradle_jax.config import EVAL_LIBRARY, data_config, eval_config
 from cradle_jax.data.batches import batch_indices, build_local_batch
 from cradle_jax.data.dataset import load_perturb_data
 from cradle_jax.data.simulate import SimulationConfig, simulate
-from cradle_jax.evaluate.config import EVAL_LIBRARY
 from cradle_jax.evaluate.generation.prior import generate_cells, sample_good_path
 from cradle_jax.evaluate.scores.ate import model_ate
 from cradle_jax.evaluate.scores.qc_rate import score_generated_cells
@@ -88,7 +87,10 @@ def main() -> None:
     parser.add_argument("--config", choices=sorted(CONFIGS), default="adamson")
     parser.add_argument("--perturbations", type=int, default=100, help="T singles (default 100)")
     parser.add_argument(
-        "--particles", type=int, default=None, help="model-ATE particles (eval config: 2500)"
+        "--particles",
+        type=int,
+        default=None,
+        help=f"model-ATE particles (eval config: {eval_config().ate_particles})",
     )
     parser.add_argument(
         "--cells", type=int, default=10_000, help="simulated cells (IWELBO uses the 20%% test)"

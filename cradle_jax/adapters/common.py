@@ -15,14 +15,18 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from cradle_jax.config import data_config
 from cradle_jax.data.counts import InMemoryCounts, check_counts
 from cradle_jax.data.errors import DataError
 from cradle_jax.data.qc import QC_METRICS
 
 log = logging.getLogger(__name__)
 
-CONTROL_LABEL = "non-targeting"
-SEPARATOR = "+"
+# A prepared file carries the labels the default data config reads, so it loads without flags.
+_READ_BY = data_config()
+PERTURBATION_KEY = _READ_BY.perturbation_key
+CONTROL_LABEL = _READ_BY.control_label
+SEPARATOR = _READ_BY.separator
 PROVENANCE_KEY = "cradle_jax_prepare"
 
 # Names the papers give control guides: Norman "NegCtrl0", Dixit "INTERGENIC1144056",
@@ -147,7 +151,7 @@ def assemble(
         raise DataError(f"{adapter}: only control cells are left; nothing to model")
 
     obs = pd.DataFrame(
-        {"perturbation": pd.Categorical(kept_labels)},
+        {PERTURBATION_KEY: pd.Categorical(kept_labels)},
         index=_unique(adata.obs_names[cells], "cell", adapter),
     )
     for metric in [] if qc is None else qc.columns:
@@ -173,7 +177,7 @@ def assemble(
         adapter,
         result.n_obs,
         result.n_vars,
-        obs["perturbation"].nunique(),
+        obs[PERTURBATION_KEY].nunique(),
         int(is_control.sum()),
     )
     return result
