@@ -59,7 +59,8 @@ def model_config() -> ml_collections.ConfigDict:
     """Architecture and priors of `models.config.ModelConfig`, less the sizes read off the data.
 
     The defaults are the published values (docs/method.md#published-hyperparameters) except
-    where docs/decisions.md says otherwise; which family reads which field: docs/method.md#families.
+    where docs/decisions.md says otherwise; which family reads which field: docs/method.md#families
+    and the table in models/config.py; the baselines' fields: docs/method.md#baselines.
     """
     c = ml_collections.ConfigDict()
     c.name = "cradle"  # cradle | sams_vae | cvae | svae_plus (docs/method.md#families)
