@@ -181,6 +181,7 @@ def run_one(path: Path, model: str, seed: int, args, truth: Truth, workdir: Path
     estimate = model_ate(
         bundle.params, bundle.cfg, bundle.vocabulary, labels,
         purpose_key(seed, "accuracy/ate"), n_particles=ATE_PARTICLES,
+        chunk=config.eval.ate_chunk, from_means=config.eval.ate_from_means,
     )  # fmt: skip
     row = {
         "model": model,

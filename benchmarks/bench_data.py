@@ -37,8 +37,8 @@ import pandas as pd
 import psutil
 import scipy.sparse as sp
 
+from cradle_jax.config import data_config, default_config
 from cradle_jax.data.batches import PADDING, batch_indices, build_local_batch
-from cradle_jax.data.config import data_config
 from cradle_jax.data.counts import BackedCounts
 from cradle_jax.data.dataset import load_perturb_data
 from cradle_jax.train.prefetch import ordered_map
@@ -109,10 +109,11 @@ def main() -> None:
     parser.add_argument("--n_cells", default="200000", help="one size or a comma-separated list")
     parser.add_argument("--n_genes", type=int, default=2000)
     parser.add_argument("--nnz_per_cell", type=int, default=100)
-    parser.add_argument("--batch_size", type=int, default=512)
-    parser.add_argument("--references", default="same_treatment_fail")
+    defaults = default_config()  # a training run's batch, references and input threads
+    parser.add_argument("--batch_size", type=int, default=defaults.train.batch_size)
+    parser.add_argument("--references", default=defaults.data.references)
     parser.add_argument("--workdir", default=None)
-    parser.add_argument("--input_workers", type=int, default=4)
+    parser.add_argument("--input_workers", type=int, default=defaults.train.input_workers)
     parser.add_argument(
         "--budget_s", type=float, default=20.0, help="seconds of each single-thread measurement"
     )

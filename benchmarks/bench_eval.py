@@ -2,7 +2,7 @@
 
 `cradle-jax evaluate` spends its time in three places (docs/metrics.md#model-ate,
 docs/metrics.md#qc-pass-rate, docs/metrics.md#iwelbo), each measured here with the code the
-evaluation runs and its default settings (`cradle_jax.evaluate.config`):
+evaluation runs and its default settings (`cradle_jax.config.eval_config`):
 
 1. model ATE (`cradle_jax.evaluate.scores.ate.model_ate`): 2,500 particles (rounded up to
    whole chunks of 128) for control and each of T = 100 single perturbations; generated cells/s
@@ -38,15 +38,14 @@ import jax.numpy as jnp
 import numpy as np
 from bench_train_step import CONFIGS, matmul_gflops
 
+from cradle_jax.config import EVAL_LIBRARY, data_config, eval_config
 from cradle_jax.data.batches import batch_indices, build_local_batch
-from cradle_jax.data.config import data_config
 from cradle_jax.data.dataset import load_perturb_data
 from cradle_jax.data.simulate import SimulationConfig, simulate
-from cradle_jax.evaluate.config import EVAL_LIBRARY, eval_config
 from cradle_jax.evaluate.generation.prior import generate_cells, sample_good_path
 from cradle_jax.evaluate.scores.ate import model_ate
 from cradle_jax.evaluate.scores.qc_rate import score_generated_cells
-from cradle_jax.models.config import ModelConfig
+from cradle_jax.models.config import default_model_config
 from cradle_jax.train.inputs import batch_arrays, split_stats
 from cradle_jax.train.iwelbo import split_iwelbo
 from cradle_jax.train.keys import purpose_key
@@ -88,7 +87,10 @@ def main() -> None:
     parser.add_argument("--config", choices=sorted(CONFIGS), default="adamson")
     parser.add_argument("--perturbations", type=int, default=100, help="T singles (default 100)")
     parser.add_argument(
-        "--particles", type=int, default=None, help="model-ATE particles (eval config: 2500)"
+        "--particles",
+        type=int,
+        default=None,
+        help=f"model-ATE particles (eval config: {eval_config().ate_particles})",
     )
     parser.add_argument(
         "--cells", type=int, default=10_000, help="simulated cells (IWELBO uses the 20%% test)"
@@ -150,7 +152,7 @@ def main() -> None:
         f"{data.n_cells} cells ({n_test} test) in {data_s:.1f} s"
     )
 
-    cfg = ModelConfig(
+    cfg = default_model_config(
         n_genes=G,
         n_perturbations=vocabulary.size,
         n_qc=data.qc.shape[1],

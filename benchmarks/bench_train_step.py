@@ -19,8 +19,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cradle_jax.models.config import COMPUTE_DTYPES, ModelConfig
-from cradle_jax.train.config import loss_config, resolve_loss_config, train_config
+from cradle_jax.config import default_config
+from cradle_jax.models.config import COMPUTE_DTYPES, ModelConfig, default_model_config
+from cradle_jax.train.config import resolve_loss_config
 from cradle_jax.train.flops import cradle_step_flops
 from cradle_jax.train.objective import init_params
 from cradle_jax.train.state import TrainState
@@ -79,11 +80,9 @@ def timed(fn) -> float:
     return time.perf_counter() - start
 
 
-def model_config(
-    name: str, particles: int, compute_dtype: str, linear_skip: bool = True
-) -> ModelConfig:
+def model_config(name: str, particles: int, compute_dtype: str, linear_skip: bool) -> ModelConfig:
     c = CONFIGS[name]
-    return ModelConfig(
+    return default_model_config(
         n_genes=c["G"],
         n_perturbations=c["T"],
         n_latent=c["L"],
@@ -100,8 +99,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", choices=sorted(CONFIGS), default="adamson")
     parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--particles", type=int, default=5)
-    parser.add_argument("--compute_dtype", choices=COMPUTE_DTYPES, default="float32")
+    defaults = default_config()  # the default model, optimiser and loss of a training run
+    parser.add_argument("--particles", type=int, default=defaults.model.n_particles)
+    parser.add_argument(
+        "--compute_dtype", choices=COMPUTE_DTYPES, default=defaults.model.compute_dtype
+    )
     parser.add_argument(
         "--no_linear_skip", action="store_true", help="the decoder without its linear skip"
     )
@@ -114,17 +116,17 @@ def main() -> None:
     cfg = model_config(args.config, args.particles, args.compute_dtype, not args.no_linear_skip)
     batch, stats = synthetic_batch(c["G"], c["T"], c["batch"])
     batch, stats = jax.device_put(batch), jax.device_put(stats)
-    defaults = train_config()  # the default optimiser and loss of a training run
+    train = defaults.train
     optimizer = make_optimizer(
-        3e-4,
-        defaults.weight_decay,
-        defaults.clip_norm,
-        defaults.mask_lr_scale,
-        defaults.dispersion_lr_scale,
+        train.learning_rate,
+        train.weight_decay,
+        train.clip_norm,
+        train.mask_lr_scale,
+        train.dispersion_lr_scale,
     )
     params = jax.jit(init_params, static_argnames="cfg")(jax.random.key(0), batch, stats, cfg)
     state = TrainState.create(params, optimizer)
-    step = make_train_step(cfg, resolve_loss_config(loss_config()), optimizer)
+    step = make_train_step(cfg, resolve_loss_config(defaults.loss), optimizer)
     run_key = jax.random.key_data(jax.random.key(1))
 
     start = time.perf_counter()

@@ -41,8 +41,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from cradle_jax.config import data_config, train_config
 from cradle_jax.data.batches import iterate_batches
-from cradle_jax.data.config import data_config
 from cradle_jax.data.dataset import load_perturb_data
 from cradle_jax.data.simulate import SimulationConfig, simulate
 from cradle_jax.evaluate.scores.masks import MaskRecovery, mask_recovery, planted_rows
@@ -131,8 +131,13 @@ def run_seed(args: argparse.Namespace, seed: int) -> tuple[np.ndarray, MaskRecov
     params = jax.jit(objective.init_params, static_argnames="cfg")(
         jax.random.key(seed), batches[0], stats, cfg
     )
+    defaults = train_config()  # a training run's, but without the masks' larger steps
     optimizer = make_optimizer(
-        args.lr, weight_decay=1e-6, clip_norm=100.0, mask_lr_scale=1.0, dispersion_lr_scale=1.0
+        args.lr,
+        weight_decay=defaults.weight_decay,
+        clip_norm=defaults.clip_norm,
+        mask_lr_scale=1.0,
+        dispersion_lr_scale=defaults.dispersion_lr_scale,
     )
     state = TrainState.create(params, optimizer)
     step = make_train_step(cfg, loss_cfg, optimizer)

@@ -20,9 +20,9 @@ import anndata as ad
 import ml_collections
 import numpy as np
 
-from cradle_jax.config import default_config
+from cradle_jax.config import EVAL_LIBRARY, default_config
 from cradle_jax.data.dataset import PerturbData, load_perturb_data
-from cradle_jax.evaluate.config import EVAL_LIBRARY, eval_settings
+from cradle_jax.evaluate.config import eval_settings
 from cradle_jax.evaluate.generation.cells import counterfactual_anndata, generated_anndata
 from cradle_jax.evaluate.generation.latent import basal_latents, encode_cells
 from cradle_jax.evaluate.report.export import export_model, load_export

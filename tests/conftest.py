@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from cradle_jax.data.config import data_config
+from cradle_jax.config import data_config
 from cradle_jax.data.simulate import SimulationConfig, simulate, write_simulation
 from cradle_jax.xla_flags import tune_cpu_backend
 

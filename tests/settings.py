@@ -2,8 +2,11 @@
 likelihood only, its cf-KL form, no basal-dependence penalty) and a plain Adam, each with the
 fields a test varies as keywords."""
 
+from cradle_jax.config import train_config
 from cradle_jax.train.objective import LossConfig
 from cradle_jax.train.step import make_optimizer
+
+_TRAIN = train_config()
 
 
 def original_loss(
@@ -20,12 +23,13 @@ def original_loss(
 
 def plain_optimizer(
     learning_rate: float,
-    weight_decay: float = 1e-6,
-    clip_norm: float = 100.0,
+    weight_decay: float = _TRAIN.weight_decay,
+    clip_norm: float = _TRAIN.clip_norm,
     mask_lr_scale: float = 1.0,
     dispersion_lr_scale: float = 1.0,
 ):
-    """Clipped Adam with coupled weight decay and no per-parameter learning-rate scales."""
+    """Clipped Adam with a training run's coupled weight decay and clipping, and no
+    per-parameter learning-rate scales."""
     return make_optimizer(
         learning_rate, weight_decay, clip_norm, mask_lr_scale, dispersion_lr_scale
     )

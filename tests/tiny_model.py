@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cradle_jax.models.config import ModelConfig
+from cradle_jax.models.config import ModelConfig, default_model_config
 
 jax.config.update("jax_enable_x64", False)
 
@@ -24,7 +24,7 @@ def tiny_config(**overrides) -> ModelConfig:
         mask_prior_prob=0.2,
     )
     base.update(overrides)
-    return ModelConfig(**base)
+    return default_model_config(**base)
 
 
 def tiny_batch(seed: int = 0, n_cells: int = 6, n_qc: int = 1, pad: int = 1) -> dict:

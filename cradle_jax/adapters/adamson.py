@@ -25,7 +25,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from cradle_jax.adapters import common
-from cradle_jax.data.config import data_config
+from cradle_jax.config import data_config
 from cradle_jax.data.counts import InMemoryCounts
 from cradle_jax.data.errors import DataError
 from cradle_jax.data.qc import QC_METRICS

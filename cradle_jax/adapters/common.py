@@ -15,14 +15,18 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from cradle_jax.config import data_config
 from cradle_jax.data.counts import InMemoryCounts, check_counts
 from cradle_jax.data.errors import DataError
 from cradle_jax.data.qc import QC_METRICS
 
 log = logging.getLogger(__name__)
 
-CONTROL_LABEL = "non-targeting"
-SEPARATOR = "+"
+# A prepared file carries the labels the default data config reads, so it loads without flags.
+_READ_BY = data_config()
+PERTURBATION_KEY = _READ_BY.perturbation_key
+CONTROL_LABEL = _READ_BY.control_label
+SEPARATOR = _READ_BY.separator
 PROVENANCE_KEY = "cradle_jax_prepare"
 
 # Names the papers give control guides: Norman "NegCtrl0", Dixit "INTERGENIC1144056",
@@ -128,32 +132,15 @@ def assemble(
     n_cells, n_genes = counts.shape
     cells = np.ones(n_cells, bool) if keep_cells is None else keep_cells
     genes = np.ones(n_genes, bool) if keep_genes is None else keep_genes
-    dropped_cells = _nonzero(dropped_cells)
-    dropped_genes = _nonzero(dropped_genes)
-    if not cells.any() or not genes.any():
-        shown = "; ".join(
-            [f"{n} cells ({reason})" for reason, n in dropped_cells.items()]
-            + [f"{n} genes ({reason})" for reason, n in dropped_genes.items()]
-        )
-        raise DataError(
-            f"{adapter}: the result would be empty ({cells.sum()} cells x {genes.sum()} genes; "
-            f"dropped: {shown or 'nothing'})"
-        )
+    dropped = {"cells": _nonzero(dropped_cells), "genes": _nonzero(dropped_genes)}
+    _check_not_empty(adapter, cells, genes, dropped)
     kept_labels = np.asarray(labels, dtype=object)[cells]
-    is_control = kept_labels == CONTROL_LABEL
-    if not is_control.any():
-        raise DataError(f"{adapter}: no control cells ({CONTROL_LABEL!r}) among the kept cells")
-    if is_control.all():
-        raise DataError(f"{adapter}: only control cells are left; nothing to model")
-
+    n_control = _count_controls(adapter, kept_labels)
     obs = pd.DataFrame(
-        {"perturbation": pd.Categorical(kept_labels)},
+        {PERTURBATION_KEY: pd.Categorical(kept_labels)},
         index=_unique(adata.obs_names[cells], "cell", adapter),
     )
-    for metric in [] if qc is None else qc.columns:
-        obs[metric] = qc[metric].to_numpy()[cells]
-    for name, values in (extra_obs or {}).items():
-        obs[name] = pd.Categorical(np.asarray(values, dtype=str)[cells])
+    _carry_obs_columns(obs, cells, qc, extra_obs)
     var = (adata.var if var is None else var).iloc[np.flatnonzero(genes)].copy()
     var.index = _unique(var.index, "gene", adapter)
 
@@ -162,21 +149,68 @@ def assemble(
         "adapter": adapter,
         "input_cells": int(n_cells),
         "input_genes": int(n_genes),
-        "dropped_cells": dict(dropped_cells),
-        "dropped_genes": dict(dropped_genes),
+        "dropped_cells": dict(dropped["cells"]),
+        "dropped_genes": dict(dropped["genes"]),
     }
-    for what, dropped in (("cells", dropped_cells), ("genes", dropped_genes)):
-        for reason, n in dropped.items():
+    _log_assembled(adapter, result, dropped, n_control)
+    return result
+
+
+def _check_not_empty(
+    adapter: str, cells: np.ndarray, genes: np.ndarray, dropped: dict[str, dict[str, int]]
+) -> None:
+    """DataError when no cell or no gene is kept, listing what was dropped and why."""
+    if cells.any() and genes.any():
+        return
+    shown = "; ".join(
+        f"{n} {what} ({reason})"
+        for what, reasons in dropped.items()
+        for reason, n in reasons.items()
+    )
+    raise DataError(
+        f"{adapter}: the result would be empty ({cells.sum()} cells x {genes.sum()} genes; "
+        f"dropped: {shown or 'nothing'})"
+    )
+
+
+def _count_controls(adapter: str, kept_labels: np.ndarray) -> int:
+    """The number of control cells kept; DataError when there are none or nothing else."""
+    is_control = kept_labels == CONTROL_LABEL
+    if not is_control.any():
+        raise DataError(f"{adapter}: no control cells ({CONTROL_LABEL!r}) among the kept cells")
+    if is_control.all():
+        raise DataError(f"{adapter}: only control cells are left; nothing to model")
+    return int(is_control.sum())
+
+
+def _carry_obs_columns(
+    obs: pd.DataFrame,
+    cells: np.ndarray,
+    qc: pd.DataFrame | None,
+    extra_obs: Mapping[str, np.ndarray] | None,
+) -> None:
+    """Add the kept cells' QC metric columns and the papers' own annotation columns to `obs`."""
+    for metric in [] if qc is None else qc.columns:
+        obs[metric] = qc[metric].to_numpy()[cells]
+    for name, values in (extra_obs or {}).items():
+        obs[name] = pd.Categorical(np.asarray(values, dtype=str)[cells])
+
+
+def _log_assembled(
+    adapter: str, result: ad.AnnData, dropped: dict[str, dict[str, int]], n_control: int
+) -> None:
+    """Log what was dropped and why, then the size of the result."""
+    for what, reasons in dropped.items():
+        for reason, n in reasons.items():
             log.info("%s: dropped %d %s: %s", adapter, n, what, reason)
     log.info(
         "%s: %d cells x %d genes, %d treatments, %d control cells",
         adapter,
         result.n_obs,
         result.n_vars,
-        obs["perturbation"].nunique(),
-        int(is_control.sum()),
+        result.obs[PERTURBATION_KEY].nunique(),
+        n_control,
     )
-    return result
 
 
 def _unique(names: pd.Index, what: str, adapter: str) -> pd.Index:

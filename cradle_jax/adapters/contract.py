@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from cradle_jax.adapters.common import CONTROL_LABEL, PROVENANCE_KEY, SEPARATOR
+from cradle_jax.adapters.common import CONTROL_LABEL, PERTURBATION_KEY, PROVENANCE_KEY, SEPARATOR
 from cradle_jax.data.counts import InMemoryCounts, check_counts
 from cradle_jax.data.errors import DataError
 from cradle_jax.data.perturbations import read_labels
@@ -30,7 +30,7 @@ def check_contract(adata: ad.AnnData) -> dict:
     for what, names in (("cell", adata.obs_names), ("gene", adata.var_names)):
         if not pd.Index(names).is_unique:
             raise DataError(f"the prepared AnnData has repeated {what} names")
-    labels, vocab = read_labels(adata.obs, "perturbation", SEPARATOR, CONTROL_LABEL)
+    labels, vocab = read_labels(adata.obs, PERTURBATION_KEY, SEPARATOR, CONTROL_LABEL)
     treatments, n_cells = np.unique(labels, return_counts=True)
     n_members = np.array([len(vocab.parse(t)) for t in treatments])
     provenance = adata.uns.get(PROVENANCE_KEY, {})

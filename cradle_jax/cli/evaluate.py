@@ -6,6 +6,7 @@ import ml_collections
 from absl import flags
 
 from cradle_jax.cli.common import EXPORT, WORKDIR
+from cradle_jax.config import eval_config
 from cradle_jax.data.cell_splits import write_cell_splits
 from cradle_jax.evaluate.report.export import load_export
 from cradle_jax.evaluate.report.run import evaluate, write_results
@@ -13,11 +14,16 @@ from cradle_jax.evaluate.report.text import report
 from cradle_jax.evaluate.report.workdir import evaluate_workdir, settings_with
 from cradle_jax.train.bundle import ModelBundle
 
+_EVAL = eval_config()
 ATE_PARTICLES = flags.DEFINE_integer(
-    "ate_particles", None, "evaluate: generated cells per label for the model ATE (config: 2500)"
+    "ate_particles",
+    None,
+    f"evaluate: generated cells per label for the model ATE (config: {_EVAL.ate_particles})",
 )
 QC_CELLS = flags.DEFINE_integer(
-    "qc_cells", None, "evaluate: generated cells per label for the QC pass rate (config: 100)"
+    "qc_cells",
+    None,
+    f"evaluate: generated cells per label for the QC pass rate (config: {_EVAL.qc_cells})",
 )
 PLOTS = flags.DEFINE_bool(
     "plots", True, "evaluate --workdir, sweep: write the plots; --noplots skips them (the UMAP "

@@ -3,7 +3,7 @@
 from absl import flags
 
 from cradle_jax.cli.common import EXPORT, N_CELLS, WORKDIR, check_out_file
-from cradle_jax.evaluate.config import EVAL_LIBRARY
+from cradle_jax.config import EVAL_LIBRARY
 from cradle_jax.evaluate.generation.cells import (
     generated_anndata,
     parse_perturbations,

@@ -4,8 +4,8 @@ import json
 
 from absl import flags
 
+from cradle_jax.config import data_config
 from cradle_jax.data import qc
-from cradle_jax.data.config import data_config
 from cradle_jax.data.dataset import PerturbData, load_perturb_data
 from cradle_jax.evaluate.scores.qc_rate import generated_criteria
 

@@ -25,8 +25,8 @@ class PerturbationVocabulary:
     """The single perturbations (dosage columns, sorted) and how labels are spelled."""
 
     singles: tuple[str, ...]
-    separator: str = "+"
-    control_label: str = "non-targeting"
+    separator: str
+    control_label: str
 
     @property
     def size(self) -> int:

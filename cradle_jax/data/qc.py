@@ -105,15 +105,35 @@ def compute_qc_metrics(
     `unavailable` with a logged warning (unless `warn` is off: a caller scoring many blocks warns
     once itself), so a missing criterion is never silently treated as "pass".
     """
-    import anndata as ad
-    import scanpy as sc
-
     masks = gene_pattern_masks(var_names)
     unavailable = {
         f"pct_counts_{name}": f"no gene matches {GENE_PATTERNS[name]}"
         for name, mask in masks.items()
         if not mask.any()
     }
+    adata, table = _scanpy_metrics(counts, var_names, cell_names, masks)
+    doublet_reason, threshold = _doublet_call(adata, table, seed, doublets, doublet_threshold)
+    if doublet_reason is not None:
+        unavailable["predicted_doublet"] = doublet_reason
+    for metric, reason in unavailable.items() if warn else ():
+        log.warning(
+            "QC metric %s unavailable: %s; it is not used as a QC criterion", metric, reason
+        )
+    columns = [metric for metric in QC_METRICS if metric in table.columns]
+    return QCMetrics(table[columns], unavailable, "computed", doublet_threshold=threshold)
+
+
+def _scanpy_metrics(
+    counts: sp.csr_matrix,
+    var_names: Sequence[str],
+    cell_names: Sequence[str],
+    masks: dict[str, np.ndarray],
+) -> tuple["ad.AnnData", pd.DataFrame]:
+    """The block as a sparse AnnData, and its UMI count, gene count and the percentage of each
+    gene pattern that matches some gene, by scanpy (cells × metrics, float64)."""
+    import anndata as ad
+    import scanpy as sc
+
     qc_vars = [name for name, mask in masks.items() if mask.any()]
     var = pd.DataFrame(
         {name: masks[name] for name in qc_vars}, index=pd.Index(var_names).astype(str)
@@ -131,23 +151,26 @@ def compute_qc_metrics(
         # A cell without counts has no share of anything: 0, not scanpy's 0/0 = NaN.
         pct = scanpy_metrics[f"pct_counts_{name}"].to_numpy(np.float64)
         table[f"pct_counts_{name}"] = np.nan_to_num(pct, nan=0.0)
+    return adata, table
 
-    doublet_reason = "doublet calling switched off"
-    if doublets:
-        doublet_reason = _run_scrublet(adata, seed, doublet_threshold)
-    threshold = None
-    if doublet_reason is None:
-        table["predicted_doublet"] = adata.obs["predicted_doublet"].to_numpy(dtype=bool)
-        threshold = adata.uns.get("scrublet", {}).get("threshold")
-        threshold = None if threshold is None else float(threshold)
-    else:
-        unavailable["predicted_doublet"] = doublet_reason
-    for metric, reason in unavailable.items() if warn else ():
-        log.warning(
-            "QC metric %s unavailable: %s; it is not used as a QC criterion", metric, reason
-        )
-    columns = [metric for metric in QC_METRICS if metric in table.columns]
-    return QCMetrics(table[columns], unavailable, "computed", doublet_threshold=threshold)
+
+def _doublet_call(
+    adata: "ad.AnnData",
+    table: pd.DataFrame,
+    seed: int,
+    doublets: bool,
+    doublet_threshold: float | None,
+) -> tuple[str | None, float | None]:
+    """Scrublet's call added to `table` as `predicted_doublet`: (None, the score threshold it
+    used) when it ran, else (why it did not, None)."""
+    if not doublets:
+        return "doublet calling switched off", None
+    reason = _run_scrublet(adata, seed, doublet_threshold)
+    if reason is not None:
+        return reason, None
+    table["predicted_doublet"] = adata.obs["predicted_doublet"].to_numpy(dtype=bool)
+    threshold = adata.uns.get("scrublet", {}).get("threshold")
+    return None, None if threshold is None else float(threshold)
 
 
 def _run_scrublet(adata: "ad.AnnData", seed: int, threshold: float | None) -> str | None:

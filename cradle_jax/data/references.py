@@ -114,7 +114,7 @@ def reference_pools(
     split: np.ndarray,
     mode: str,
     seed: int,
-    n_samples: int = 50,
+    n_samples: int,
 ) -> ReferencePools:
     """The reference pools of every cell under `mode`.
 

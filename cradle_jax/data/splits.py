@@ -33,7 +33,7 @@ def random_split(n_cells: int, seed: int) -> np.ndarray:
 
 
 def combinations_split(
-    labels: np.ndarray, n_members: np.ndarray, seed: int, frac_train: float = 0.75
+    labels: np.ndarray, n_members: np.ndarray, seed: int, frac_train: float
 ) -> np.ndarray:
     """Hold out a seeded share of combinations: none of their cells is in train or val.
 

@@ -1,4 +1,5 @@
-"""The architecture of a model (`ModelConfig`) and the `model` section of an experiment config.
+"""The architecture of a model (`ModelConfig`): the `model` section of an experiment config
+(its fields and defaults: `cradle_jax.config.model_config`) checked and sized to a dataset.
 
 One dataclass serves the four model families (docs/method.md#families): `name` picks the family,
 and each family reads the fields it has:
@@ -16,9 +17,11 @@ The basal encoder is each family's cell encoder q(z | ·). Unused fields are ign
 sweep can vary `model.name` over a shared config.
 """
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import ml_collections
+
+from cradle_jax.config import model_config
 
 MODEL_NAMES = ("cradle", "sams_vae", "cvae", "svae_plus")
 INITS = ("torch", "flax")
@@ -26,55 +29,39 @@ LIKELIHOODS = ("normal", "normal_fixed_variance", "poisson", "library_nb")
 # bfloat16: the networks' matrix products in bf16 with float32 accumulation, for GPUs and TPUs;
 # parameters, activations between layers and every loss term stay float32.
 COMPUTE_DTYPES = ("float32", "bfloat16")
-DATA_SIZED_FIELDS = ("n_genes", "n_perturbations", "n_qc")  # read off the dataset, not configured
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Architecture and priors: the defaults are the published values
-    (docs/method.md#published-hyperparameters) except where docs/decisions.md says otherwise;
-    the baselines' fields are in docs/method.md#baselines."""
+    """Architecture and priors of one model, sized to a dataset. Every field is required: the
+    values and what each means are the config's `model` section (`cradle_jax.config.model_config`,
+    built by `resolve_model_config` or `default_model_config`); the sizes come from the data."""
 
     n_genes: int
     n_perturbations: int
-    n_qc: int = 1
-    name: str = "cradle"
-    n_latent: int = 200
-    n_particles: int = 5
-    sum_mode: bool = False
-    likelihood: str = "library_nb"
-    init: str = "torch"
-    compute_dtype: str = "float32"
-    mask_prior_prob: float = 0.01
-    embedding_prior_scale: float = 1.0
-    # Masks start on (σ(3) = 0.95), not at the original's coin flip (0): from 0 every particle
-    # uses a random half of the dims, the offset dᵀ(M⊙E) is noise the decoder learns to ignore
-    # and the basal encoder absorbs the effects, which generation from the prior then misses
-    # (docs/decisions.md#masks-start-on).
-    mask_init_logits: float = 3.0
-    gs_temperature: float = 1.0
-    # CRADLE: QC-fail cells get their own NB dispersion, log θ + δ per gene, so the variable
-    # damage of artifacts does not widen the dispersion that generated, artifact-free cells use
-    # (docs/decisions.md#artifact-dispersion).
-    artifact_dispersion: bool = True
-    # CRADLE in sum mode: the artifact enters the decoder as its own input block,
-    # u = [z_b + z_p; a], so perturbations shift the cell state while damage stays off it
-    # (docs/decisions.md#sum-mode).
-    artifact_block: bool = False
-    # SVAE+: Beta(a, b) prior on the mask probabilities; b = 5 is the middle of the SAMS-VAE
-    # paper's sweep {2, 5, 10} with a = 1.
-    mask_beta_a: float = 1.0
-    mask_beta_b: float = 5.0
-    decoder_n_layers: int = 1  # the trunk has one more (docs/method.md#networks)
-    decoder_n_hidden: int = 400
-    # The decoder's trunk output gets a linear map of its input added, so the gene logits have a
-    # linear path: latent offsets that add up (a pair's two singles) compose
-    # (docs/decisions.md#decoder-linear-skip).
-    decoder_linear_skip: bool = True
-    basal_encoder_n_layers: int = 1
-    basal_encoder_n_hidden: int = 400
-    embedding_encoder_n_layers: int = 4
-    embedding_encoder_n_hidden: int = 400
+    n_qc: int
+    name: str
+    n_latent: int
+    n_particles: int
+    sum_mode: bool
+    likelihood: str
+    init: str
+    compute_dtype: str
+    mask_prior_prob: float
+    embedding_prior_scale: float
+    mask_init_logits: float
+    gs_temperature: float
+    artifact_dispersion: bool
+    artifact_block: bool
+    mask_beta_a: float
+    mask_beta_b: float
+    decoder_n_layers: int
+    decoder_n_hidden: int
+    decoder_linear_skip: bool
+    basal_encoder_n_layers: int
+    basal_encoder_n_hidden: int
+    embedding_encoder_n_layers: int
+    embedding_encoder_n_hidden: int
 
     def __post_init__(self) -> None:
         """Reject a field no network can be built from, naming it, before anything is built."""
@@ -113,19 +100,23 @@ SMALLEST = {  # the least value of each integer field that builds a network
 POSITIVE = ("embedding_prior_scale", "gs_temperature", "mask_beta_a", "mask_beta_b")
 
 
-def model_config() -> ml_collections.ConfigDict:
-    """`name` plus every architecture and prior field of ModelConfig with its default."""
-    c = ml_collections.ConfigDict()
-    for field in fields(ModelConfig):
-        if field.name not in DATA_SIZED_FIELDS:
-            setattr(c, field.name, field.default)
-    return c
-
-
 def resolve_model_config(
     model: ml_collections.ConfigDict, n_genes: int, n_perturbations: int, n_qc: int
 ) -> ModelConfig:
     """The ModelConfig of a `model` section for a dataset of the given sizes."""
     return ModelConfig(
         n_genes=n_genes, n_perturbations=n_perturbations, n_qc=n_qc, **model.to_dict()
+    )
+
+
+def default_model_config(
+    n_genes: int, n_perturbations: int, n_qc: int = 1, **overrides
+) -> ModelConfig:
+    """The default `model` section with `overrides` (field=value) for a dataset of the given
+    sizes: tests and benchmarks name only the fields they vary."""
+    return ModelConfig(
+        n_genes=n_genes,
+        n_perturbations=n_perturbations,
+        n_qc=n_qc,
+        **{**model_config().to_dict(), **overrides},
     )

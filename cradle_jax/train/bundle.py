@@ -16,6 +16,7 @@ import ml_collections
 import numpy as np
 
 from cradle_jax import atomic
+from cradle_jax.config import model_config
 from cradle_jax.data.dataset import PerturbData
 from cradle_jax.data.perturbations import PerturbationVocabulary
 from cradle_jax.data.qc import QCThresholds
@@ -83,7 +84,8 @@ def write_model_meta(
 
 
 # Model fields added after files were first written, with the value such files were trained
-# with: a model.json or export without them loads as the model it was.
+# with: a model.json or export without them loads as the model it was. Any other field a file
+# lacks takes its default (`cradle_jax.config.model_config`).
 FIELDS_BEFORE_THEY_EXISTED = {
     "artifact_dispersion": False,
     "artifact_block": False,
@@ -93,7 +95,7 @@ FIELDS_BEFORE_THEY_EXISTED = {
 
 def model_config_of(recorded: dict) -> ModelConfig:
     """The ModelConfig a model.json or export records, older files included."""
-    return ModelConfig(**{**FIELDS_BEFORE_THEY_EXISTED, **recorded})
+    return ModelConfig(**{**model_config().to_dict(), **FIELDS_BEFORE_THEY_EXISTED, **recorded})
 
 
 def bundle_from_meta(meta: dict, params: dict, normalization: LogStandardizeStats) -> ModelBundle:

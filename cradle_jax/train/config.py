@@ -1,7 +1,7 @@
-"""Defaults of the `loss` and `train` sections of an experiment config.
+"""The `loss` and `train` sections of an experiment config checked, and the loss resolved.
 
-The loss: docs/method.md#objective; the optimiser and run control: docs/method.md#optimiser and
-docs/method.md#training.
+Their fields and defaults are in cradle_jax/config.py. The loss: docs/method.md#objective; the
+optimiser and run control: docs/method.md#optimiser and docs/method.md#training.
 """
 
 import contextlib
@@ -13,58 +13,6 @@ from cradle_jax.models.config import resolve_model_config
 from cradle_jax.train.errors import RunError
 from cradle_jax.train.objective import LossConfig
 from cradle_jax.train.resident import PIPELINES
-
-
-def loss_config() -> ml_collections.ConfigDict:
-    """α mode, cf-KL form and β (docs/method.md#class-weight, docs/method.md#counterfactual-kl)."""
-    c = ml_collections.ConfigDict()
-    c.alpha = "batch"  # batch | split | off | a number, e.g. "0.2"
-    # What the α class weight scales: `cell` (the cell's whole ELBO term) | `reconstruction` (its
-    # likelihood only, the original's: a β = 1/α VAE for pass cells whose basal posterior
-    # collapses; docs/decisions.md#class-weight-scope).
-    c.alpha_scope = "cell"
-    # exact | reference | none. The original's form (`reference`: no 1/σ² on the mean term and
-    # summed over cells, so worth β·B cells' ELBO) dominates the objective and collapses the basal
-    # posterior (docs/decisions.md#cf-kl-exact).
-    c.cf_kl = "exact"
-    c.beta = 0.5
-    # Weight of the basal-dependence penalty: the mean of z_b in each perturbation and QC group
-    # held at the prior's 0, so the encoder does not take up the effects
-    # (objective.basal_dependence, docs/decisions.md#basal-independence).
-    c.independence = 10.0
-    # perturbation | perturbation_and_qc: CRADLE's QC groups held at 0 too (keeps artifact damage
-    # out of z_b in sum mode; costs unseen-pair accuracy in concat mode)
-    c.independence_groups = "perturbation"
-    return c
-
-
-def train_config() -> ml_collections.ConfigDict:
-    """Optimiser and run control (docs/method.md#training); the published values are defaults."""
-    c = ml_collections.ConfigDict()
-    c.batch_size = 512  # global batch; must divide by the device count
-    c.learning_rate = 3e-4
-    c.weight_decay = 1e-6  # coupled L2, added to the gradient before Adam
-    c.mask_lr_scale = 10.0  # the mask logits' learning rate / learning_rate (see make_optimizer)
-    c.dispersion_lr_scale = 1.0  # the NB log dispersions' learning rate / learning_rate
-    # Start the NB decoder's gene-logit bias and log θ at the training QC-pass cells' moments
-    # instead of a flat profile and θ = 1 (docs/decisions.md#likelihood-from-data)
-    c.likelihood_from_data = True
-    c.clip_norm = 100.0
-    c.max_epochs = 2000
-    c.max_steps = 0  # stop after this many steps; 0 = no limit
-    c.patience = 50  # early stopping on validation loss, in epochs; 0 = never stop early
-    c.checkpoint_every_steps = 2000  # latest checkpoint also at every epoch end
-    c.log_every_steps = 100
-    c.iwelbo_particles = 100  # predictive IWELBO on validation after training; 0 = skip
-    c.iwelbo_batch_size = 128
-    c.prefetch_batches = 2  # batches built on the host ahead of the device step; 0 = none
-    c.input_workers = 4  # threads building host batches at once: backed reads overlap
-    # auto | device | host: `device` keeps every cell on the device and gathers each batch
-    # inside the step; `auto` does so when the data are in memory and fit in
-    # device_memory_share of one device's memory (docs/decisions.md#device-resident-data)
-    c.input_pipeline = "auto"
-    c.device_memory_share = 0.5
-    return c
 
 
 def resolve_loss_config(loss: ml_collections.ConfigDict) -> LossConfig:

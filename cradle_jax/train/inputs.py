@@ -4,7 +4,7 @@ import numpy as np
 
 from cradle_jax.data.batches import Batch
 from cradle_jax.data.dataset import PerturbData
-from cradle_jax.models.config import ModelConfig
+from cradle_jax.models.config import ModelConfig, default_model_config
 
 BATCH_FIELDS = ("X", "D", "qc", "cfX", "library_size", "weight")
 
@@ -32,8 +32,9 @@ def batch_arrays(batch: Batch) -> dict[str, np.ndarray]:
 
 
 def sized_model_config(data: PerturbData, **overrides) -> ModelConfig:
-    """A ModelConfig sized to the dataset: G genes, T perturbations, Q QC columns."""
-    return ModelConfig(
+    """The default ModelConfig with `overrides`, sized to the dataset: G genes, T perturbations,
+    Q QC columns."""
+    return default_model_config(
         n_genes=len(data.gene_names),
         n_perturbations=data.vocabulary.size,
         n_qc=data.qc.shape[1],

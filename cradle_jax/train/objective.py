@@ -33,7 +33,7 @@ INDEPENDENCE_GROUPS = ("perturbation", "perturbation_and_qc")
 class LossConfig:
     """α mode (`batch`, `split`, `off` or a float), what the α class weight scales, cf-KL form
     and its weight β. Every field is required: the defaults live in the config
-    (`cradle_jax.train.config.loss_config`), read by `resolve_loss_config`.
+    (`cradle_jax.config.loss_config`), read by `resolve_loss_config`.
 
     alpha_scope `reconstruction` (the original): the class weight multiplies each cell's
     likelihood only, so pass cells (weight α, the fail share) keep their full z_b KL, a β-VAE

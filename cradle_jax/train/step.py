@@ -31,7 +31,7 @@ def make_optimizer(
     """Global-norm clipping, coupled L2 added to the gradient before Adam (torch's Adam), Adam;
     the mask logits' Adam steps are `mask_lr_scale` times larger, the NB log dispersions'
     `dispersion_lr_scale` times. The run's values and their defaults are the config's `train`
-    section (`cradle_jax.train.config.train_config`).
+    section (`cradle_jax.config.train_config`).
 
     Adam moves a parameter by about the learning rate per step whatever its gradient's size, so
     a free parameter needs ~|Δ|/lr steps to reach its value: a mask logit starting at 0 needs

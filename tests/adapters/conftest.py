@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cradle_jax.data.config import data_config
+from cradle_jax.config import data_config
 from cradle_jax.data.dataset import PerturbData, load_perturb_data
 
 GENES = ["MT-CO1", "MT-ND1", "RPL3", "RPS6", "HBB"] + [f"GENE{j}" for j in range(5, 20)]

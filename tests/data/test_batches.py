@@ -9,7 +9,7 @@ from tests.conftest import labels_with_pairs, make_adata
 
 @pytest.fixture(scope="module")
 def data():
-    from cradle_jax.data.config import data_config
+    from cradle_jax.config import data_config
 
     return load_perturb_data(make_adata(labels_with_pairs(20), n_genes=10), data_config(), seed=0)
 

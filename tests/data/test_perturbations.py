@@ -31,7 +31,7 @@ def test_malformed_labels(label, message):
 
 
 def test_unknown_perturbation_is_named():
-    vocab = PerturbationVocabulary(("A", "B"))
+    vocab = PerturbationVocabulary(("A", "B"), "+", "non-targeting")
     assert vocab.canonical("B+A") == "A+B"
     with pytest.raises(DataError, match="unknown perturbation 'Z'"):
         vocab.dosage(["A+Z"])

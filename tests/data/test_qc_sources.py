@@ -12,8 +12,8 @@ import pytest
 import scanpy as sc
 import scipy.sparse as sp
 
+from cradle_jax.config import data_config
 from cradle_jax.data import qc, qc_sources
-from cradle_jax.data.config import data_config
 from cradle_jax.data.counts import InMemoryCounts
 from cradle_jax.data.errors import DataError
 from cradle_jax.data.qc_sources import (

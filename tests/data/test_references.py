@@ -142,7 +142,7 @@ def test_counter_uniform_is_uniform_and_keyed():
 
 def test_cells_of_no_split_and_empty_pools_count_as_without_reference():
     groups, fail, split = _toy()
-    pools = reference_pools(groups, fail, split, "same_treatment_fail", seed=0)
+    pools = reference_pools(groups, fail, split, "same_treatment_fail", seed=0, n_samples=50)
     draws = pools.draws(np.arange(len(groups)))
     assert pools.n_without_reference == int((draws[:, 0] == NO_REFERENCE).sum())
     assert pools.n_without_reference >= int(

@@ -17,7 +17,7 @@ def simulated():
 
 @pytest.fixture(scope="module")
 def loaded(simulated):
-    from cradle_jax.data.config import data_config
+    from cradle_jax.config import data_config
 
     config = data_config()
     config.split = "combinations"

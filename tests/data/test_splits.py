@@ -63,7 +63,7 @@ def test_combinations_split_seeded():
 def test_combinations_split_needs_combinations():
     labels = np.array(["A", "B", "non-targeting"] * 10, dtype=object)
     with pytest.raises(DataError, match="at least 2 distinct combinations"):
-        splits.combinations_split(labels, np.ones(30, dtype=int), 0)
+        splits.combinations_split(labels, np.ones(30, dtype=int), 0, 0.75)
 
 
 def test_column_split():

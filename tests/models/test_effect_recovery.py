@@ -49,7 +49,8 @@ def test_strongest_planted_effects_keep_their_sign_and_half_their_size(trained):
     planted = truth["true_ate"][[labels.index(label) for label in singles]]
     predicted = model_ate(
         bundle.params, bundle.cfg, bundle.vocabulary, singles, purpose_key(0, "test/ate"),
-        n_particles=256,
+        n_particles=256, chunk=bundle.config.eval.ate_chunk,
+        from_means=bundle.config.eval.ate_from_means,
     )  # fmt: skip
     for row, label in enumerate(singles):
         gene = int(np.argmax(np.abs(planted[row])))

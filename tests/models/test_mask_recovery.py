@@ -15,8 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from cradle_jax.config import data_config
 from cradle_jax.data.batches import iterate_batches
-from cradle_jax.data.config import data_config
 from cradle_jax.data.dataset import load_perturb_data
 from cradle_jax.data.simulate import SimulationConfig, simulate
 from cradle_jax.evaluate.scores.masks import mask_recovery, matched_auroc, matched_f1, planted_rows

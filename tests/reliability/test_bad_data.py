@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from cradle_jax.data.config import data_config
+from cradle_jax.config import data_config
 from cradle_jax.data.dataset import load_perturb_data
 from cradle_jax.data.errors import DataError
 from tests.reliability.builders import FAST, tiny_adata, with_counts, write

@@ -10,8 +10,8 @@ import anndata as ad
 import numpy as np
 import pytest
 
+from cradle_jax.config import data_config
 from cradle_jax.data import qc_sources
-from cradle_jax.data.config import data_config
 from cradle_jax.data.dataset import load_perturb_data
 from cradle_jax.data.qc import QCThresholds, compute_qc_metrics
 from cradle_jax.data.simulate import SimulationConfig, simulate

@@ -13,8 +13,8 @@ import scipy.sparse as sp
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
+from cradle_jax.config import data_config
 from cradle_jax.data.batches import iterate_batches
-from cradle_jax.data.config import data_config
 from cradle_jax.data.dataset import PerturbData, load_perturb_data
 from cradle_jax.data.errors import DataError
 from cradle_jax.train.errors import RunError

@@ -58,7 +58,7 @@ def main() -> None:
         )
         ate[n_devices] = model_ate(
             bundle.params, bundle.cfg, bundle.vocabulary, labels, key, n_particles=70, chunk=16,
-            mesh=mesh,
+            from_means=False, mesh=mesh,
         )  # fmt: skip
     assert cells[1].shape == cells[8].shape == (3, 70, len(bundle.gene_names))
     print(f"generated counts that differ {np.mean(cells[1] != cells[8]):.3e}")

@@ -2,12 +2,12 @@
 
 import dataclasses
 
-from cradle_jax.models.config import ModelConfig
+from cradle_jax.models.config import default_model_config
 from cradle_jax.train.bundle import model_config_of, param_shapes
 
 
 def test_a_record_without_artifact_dispersion_builds_the_shared_dispersion_model():
-    recorded = dataclasses.asdict(ModelConfig(n_genes=7, n_perturbations=3, n_latent=4))
+    recorded = dataclasses.asdict(default_model_config(n_genes=7, n_perturbations=3, n_latent=4))
     assert recorded.pop("artifact_dispersion") is True  # what a current file records
     old = model_config_of(recorded)
     assert old.artifact_dispersion is False
@@ -17,7 +17,7 @@ def test_a_record_without_artifact_dispersion_builds_the_shared_dispersion_model
 
 
 def test_a_record_without_the_linear_skip_builds_a_decoder_without_it():
-    recorded = dataclasses.asdict(ModelConfig(n_genes=7, n_perturbations=3, n_latent=4))
+    recorded = dataclasses.asdict(default_model_config(n_genes=7, n_perturbations=3, n_latent=4))
     assert recorded.pop("decoder_linear_skip") is True  # what a current file records
     recorded.pop("artifact_block")
     old = model_config_of(recorded)
@@ -29,3 +29,10 @@ def test_a_record_without_the_linear_skip_builds_a_decoder_without_it():
             "decoder$params"
         ]
     )
+
+
+def test_a_record_without_a_field_of_unchanged_behaviour_takes_its_default():
+    current = default_model_config(n_genes=7, n_perturbations=3, n_latent=4)
+    recorded = dataclasses.asdict(current)
+    recorded.pop("name"), recorded.pop("compute_dtype")  # files before the baselines, bf16
+    assert model_config_of(recorded) == current

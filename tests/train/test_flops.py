@@ -3,7 +3,7 @@
 import jax
 import pytest
 
-from cradle_jax.models.config import ModelConfig
+from cradle_jax.models.config import default_model_config
 from cradle_jax.train.flops import cradle_step_flops, cradle_step_layers
 from cradle_jax.train.objective import init_params, placeholder_inputs
 from cradle_jax.train.state import TrainState
@@ -12,7 +12,7 @@ from tests.settings import original_loss, plain_optimizer
 
 # Widths at which the products dominate, as at the published configs (elementwise work, which
 # only XLA counts, grows with G but not with the widths).
-CFG = ModelConfig(
+CFG = default_model_config(
     n_genes=300,
     n_perturbations=6,
     n_latent=16,

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from cradle_jax.config import data_config
 from cradle_jax.data.batches import batch_indices, build_batch
-from cradle_jax.data.config import data_config
 from cradle_jax.data.dataset import load_perturb_data
 from cradle_jax.train import resident
 from cradle_jax.train.errors import RunError

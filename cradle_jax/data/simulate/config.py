@@ -4,13 +4,16 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
+from cradle_jax.config import data_config
 from cradle_jax.data.errors import DataError
 
-CONTROL_LABEL = "non-targeting"
-SEPARATOR = "+"
+# Simulated files carry the labels the default data config reads, so they load without flags.
+_READ_BY = data_config()
+PERTURBATION_KEY = _READ_BY.perturbation_key
+CONTROL_LABEL = _READ_BY.control_label
+SEPARATOR = _READ_BY.separator
 ARTIFACT_NAMES: tuple[str, ...] = ("none", "damaged", "empty", "doublet")
 NONE, DAMAGED, EMPTY, DOUBLET = range(4)
-EVAL_LIBRARY = 1e4  # ℓ of the evaluation scale (docs/metrics.md#evaluation-scale)
 
 MT_GENES = (
     "MT-ND1", "MT-ND2", "MT-CO1", "MT-CO2", "MT-ATP8", "MT-ATP6", "MT-CO3",

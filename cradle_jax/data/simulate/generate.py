@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from cradle_jax.config import EVAL_LIBRARY
 from cradle_jax.data.seeding import host_rng
 from cradle_jax.data.simulate.config import (
     ARTIFACT_NAMES,
@@ -14,8 +15,8 @@ from cradle_jax.data.simulate.config import (
     DAMAGED,
     DOUBLET,
     EMPTY,
-    EVAL_LIBRARY,
     NONE,
+    PERTURBATION_KEY,
     SEPARATOR,
     SimulationConfig,
 )
@@ -263,7 +264,7 @@ def _annotated(
     width = len(str(N - 1))
     obs = pd.DataFrame(
         {
-            "perturbation": pd.Categorical.from_codes(cells.label, categories=design.labels),
+            PERTURBATION_KEY: pd.Categorical.from_codes(cells.label, categories=design.labels),
             "artifact": pd.Categorical.from_codes(cells.artifact, categories=names),
             "is_artifact": cells.artifact != NONE,
         },

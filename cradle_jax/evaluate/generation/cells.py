@@ -9,8 +9,8 @@ import pandas as pd
 import scipy.sparse as sp
 
 from cradle_jax import atomic
+from cradle_jax.config import EVAL_LIBRARY
 from cradle_jax.data.errors import DataError
-from cradle_jax.evaluate.config import EVAL_LIBRARY
 from cradle_jax.evaluate.generation.counterfactual import counterfactual_counts
 from cradle_jax.evaluate.generation.names import generated_cell_names
 from cradle_jax.evaluate.generation.prior import generate_cells

@@ -19,7 +19,7 @@ from jax.experimental.multihost_utils import process_allgather
 from jax.sharding import Mesh
 from numpyro import handlers
 
-from cradle_jax.evaluate.config import EVAL_LIBRARY
+from cradle_jax.config import EVAL_LIBRARY
 from cradle_jax.models.config import ModelConfig
 from cradle_jax.models.families import family_of
 from cradle_jax.models.sites import SiteWeights

@@ -26,8 +26,8 @@ def latent_embedding(
     path: str | os.PathLike,
     *,
     seed: int,
+    control: str,
     max_cells: int = 20000,
-    control: str = "non-targeting",
 ) -> Path:
     """A 2-D embedding of basal latents, coloured by QC status and by perturbation.
 

@@ -16,10 +16,10 @@ import numpy as np
 import scipy.sparse as sp
 from jax.sharding import Mesh
 
+from cradle_jax.config import EVAL_LIBRARY
 from cradle_jax.data.dataset import PerturbData
 from cradle_jax.data.errors import DataError
 from cradle_jax.data.perturbations import PerturbationVocabulary
-from cradle_jax.evaluate.config import EVAL_LIBRARY
 from cradle_jax.evaluate.generation.prior import chunk_key_groups, sample_good_path
 from cradle_jax.models.config import ModelConfig
 from cradle_jax.train.mesh import data_mesh, replicate, row_sharded, to_host
@@ -53,9 +53,9 @@ def model_ate(
     labels: list[str],
     key_data: np.ndarray,
     *,
-    n_particles: int = 2500,
-    chunk: int = 128,
-    from_means: bool = False,
+    n_particles: int,
+    chunk: int,
+    from_means: bool,
     mesh: Mesh | None = None,
 ) -> np.ndarray:
     """(len(labels), G) model ATE of each label against control (docs/metrics.md#model-ate).
@@ -63,7 +63,7 @@ def model_ate(
     Control and every label are generated together in each chunk, sharing its global samples;
     chunk c draws from fold_in(key, c), one chunk per device of the mesh (default: every device)
     at once; the same chunks count on any number of devices. `n_particles` is rounded up to
-    whole chunks.
+    whole chunks. A run passes its `eval` section's ate_particles, ate_chunk and ate_from_means.
     """
     mesh = data_mesh() if mesh is None else mesh
     control = vocabulary.control_label

@@ -13,9 +13,9 @@ import ml_collections
 import numpy as np
 import pandas as pd
 
+from cradle_jax.config import EVAL_LIBRARY
 from cradle_jax.data.dataset import PerturbData
 from cradle_jax.data.splits import SPLIT_CODES
-from cradle_jax.evaluate.config import EVAL_LIBRARY
 from cradle_jax.evaluate.generation.prior import generate_cells
 from cradle_jax.evaluate.scores.qc_rate import score_generated_cells
 from cradle_jax.train.bundle import ModelBundle

@@ -10,6 +10,7 @@ from cradle_jax.data.qc import QCMetrics, fit_thresholds
 from cradle_jax.evaluate.report import canvas, embedding, plots
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+CONTROL = "non-targeting"
 
 
 def assert_png(path: Path, expected: Path) -> None:
@@ -82,13 +83,13 @@ def test_qc_violins_without_shared_metric_raises(tmp_path, thresholds):
 
 def latents(n: int, dim: int, n_perturbations: int, seed: int = 0):
     rng = np.random.default_rng(seed)
-    names = np.array(["non-targeting"] + [f"P{i}" for i in range(n_perturbations)])
+    names = np.array([CONTROL] + [f"P{i}" for i in range(n_perturbations)])
     return rng.normal(size=(n, dim)), rng.random(n) < 0.2, names[rng.integers(len(names), size=n)]
 
 
 def test_latent_embedding_tiny_takes_pca(tmp_path):
     z, fail, labels = latents(10, 6, 3)
-    out = embedding.latent_embedding(z, fail, labels, tmp_path / "z.png", seed=0)
+    out = embedding.latent_embedding(z, fail, labels, tmp_path / "z.png", seed=0, control=CONTROL)
     assert_png(out, tmp_path / "z.png")
     assert embedding._embed(z.astype(np.float32), seed=0)[1] == "PC"
 
@@ -106,9 +107,13 @@ def test_latent_embedding_umap_subsampled_and_deterministic(tmp_path):
     first, second = tmp_path / "a", tmp_path / "b"
     first.mkdir()
     second.mkdir()
-    out = embedding.latent_embedding(z, fail, labels, first / "u.png", seed=0, max_cells=200)
+    out = embedding.latent_embedding(
+        z, fail, labels, first / "u.png", seed=0, max_cells=200, control=CONTROL
+    )
     assert_png(out, first / "u.png")
-    again = embedding.latent_embedding(z, fail, labels, second / "u.png", seed=0, max_cells=200)
+    again = embedding.latent_embedding(
+        z, fail, labels, second / "u.png", seed=0, max_cells=200, control=CONTROL
+    )
     assert again.read_bytes() == out.read_bytes()
 
 
@@ -116,7 +121,8 @@ def test_latent_embedding_two_dims_plotted_directly(tmp_path):
     z, fail, labels = latents(40, 2, 2)
     assert embedding._embed(z.astype(np.float32), seed=0)[1] == "z"
     assert_png(
-        embedding.latent_embedding(z, fail, labels, tmp_path / "d.png", seed=1), tmp_path / "d.png"
+        embedding.latent_embedding(z, fail, labels, tmp_path / "d.png", seed=1, control=CONTROL),
+        tmp_path / "d.png",
     )
 
 

@@ -13,7 +13,7 @@ from cradle_jax.train.objective import init_params
 from tests.conftest import labels_with_pairs, make_adata
 from tests.tiny_model import tiny_batch, tiny_config, tiny_stats
 
-VOCABULARY = PerturbationVocabulary(("P0", "P1", "P2"))
+VOCABULARY = PerturbationVocabulary(("P0", "P1", "P2"), "+", "non-targeting")
 
 
 def numpy_scale(x: np.ndarray) -> np.ndarray:
@@ -78,7 +78,9 @@ def test_generated_cells_are_deterministic_per_key_and_sum_near_the_library(para
 def test_model_ate_averages_the_chunks_of_generated_cells(params):
     cfg = tiny_config()
     key = np.asarray(jax.random.key_data(jax.random.key(7)))
-    ate = model_ate(params, cfg, VOCABULARY, ["P1", "P0+P1"], key, n_particles=64, chunk=32)
+    ate = model_ate(
+        params, cfg, VOCABULARY, ["P1", "P0+P1"], key, n_particles=64, chunk=32, from_means=False
+    )
     # Independent aggregation: the same two chunks drawn directly, averaged in NumPy.
     dosage = VOCABULARY.dosage(["non-targeting", "P1", "P0+P1"]).toarray()
     chunk_cfg = tiny_config(n_particles=32)
