@@ -142,9 +142,13 @@ def train_step_rate(data, config, cells, indices, mesh, repeats: int) -> float:
     cfg = resolve_model_config(
         config.model, len(data.gene_names), data.vocabulary.size, data.qc.shape[1]
     )
-    tc = config.train
+    train_cfg = config.train
     optimizer = make_optimizer(
-        tc.learning_rate, tc.weight_decay, tc.clip_norm, tc.mask_lr_scale, tc.dispersion_lr_scale
+        train_cfg.learning_rate,
+        train_cfg.weight_decay,
+        train_cfg.clip_norm,
+        train_cfg.mask_lr_scale,
+        train_cfg.dispersion_lr_scale,
     )
     key = jax.random.wrap_key_data(purpose_key(0, "init"))
     params = jax.jit(init_params, static_argnames="cfg")(key, *placeholder_inputs(cfg), cfg)

@@ -47,8 +47,15 @@ def synthetic_batch(G: int, T: int, B: int, seed: int = 0) -> tuple[dict, dict]:
     treated = rng.random(B) > 0.1
     D[np.flatnonzero(treated), rng.integers(0, T, treated.sum())] = 1
     qc = (rng.random((B, 1)) < 0.1).astype(np.float32)
-    cfX = rng.poisson(gene_means, size=(B, G)).astype(np.float32)
-    batch = dict(X=X, D=D, qc=qc, cfX=cfX, library_size=X.sum(1), weight=np.ones(B, np.float32))
+    reference_X = rng.poisson(gene_means, size=(B, G)).astype(np.float32)
+    batch = dict(
+        X=X,
+        D=D,
+        qc=qc,
+        reference_X=reference_X,
+        library_size=X.sum(1),
+        weight=np.ones(B, np.float32),
+    )
     log_x = np.log1p(rng.poisson(gene_means, size=(20 * B, G))).astype(np.float32)
     stats = dict(
         obs_dosage=np.maximum(D.sum(0) * 100, 1).astype(np.float32),

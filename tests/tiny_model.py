@@ -39,16 +39,16 @@ def tiny_batch(seed: int = 0, n_cells: int = 6, n_qc: int = 1, pad: int = 1) -> 
     qc[[1, 4], 0] = 1
     if n_qc > 1:
         qc[5, 1] = 1
-    cfX = np.random.default_rng(seed + 1).poisson(2.0, size=(n, 7)).astype(np.float32)
-    cfX[2] = 0  # no reference for cell 2
+    reference_X = np.random.default_rng(seed + 1).poisson(2.0, size=(n, 7)).astype(np.float32)
+    reference_X[2] = 0  # no reference for cell 2
     weight = np.ones(n, np.float32)
-    X[n_cells:] = D[n_cells:] = qc[n_cells:] = cfX[n_cells:] = 0
+    X[n_cells:] = D[n_cells:] = qc[n_cells:] = reference_X[n_cells:] = 0
     weight[n_cells:] = 0
     return {
         "X": jnp.asarray(X),
         "D": jnp.asarray(D),
         "qc": jnp.asarray(qc),
-        "cfX": jnp.asarray(cfX),
+        "reference_X": jnp.asarray(reference_X),
         "library_size": jnp.asarray(X.sum(1)),
         "weight": jnp.asarray(weight),
     }

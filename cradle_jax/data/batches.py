@@ -22,15 +22,15 @@ PADDING = -1  # row index of a padding cell
 class Batch:
     """One mini-batch of B cells (padding included), all float32 except `index`.
 
-    X, cfX (B, G) counts and reference medians; D (B, T) dosage; qc (B, Q) flags (1 = fail);
-    library_size (B,); weight (B,) 1 for real cells, 0 for padding; index (B,) row in the
-    dataset, -1 for padding.
+    X, reference_X (B, G) counts and reference medians (x^cf, docs/method.md#notation); D (B, T)
+    dosage; qc (B, Q) flags (1 = fail); library_size (B,); weight (B,) 1 for real cells, 0 for
+    padding; index (B,) row in the dataset, -1 for padding.
     """
 
     X: np.ndarray
     D: np.ndarray
     qc: np.ndarray
-    cfX: np.ndarray
+    reference_X: np.ndarray
     library_size: np.ndarray
     weight: np.ndarray
     index: np.ndarray
@@ -66,7 +66,7 @@ def build_batch(data: PerturbData, index: np.ndarray, pad_to: int) -> Batch:
         X=padded(x.astype(np.float32)),
         D=padded(data.dosage[index].toarray()),
         qc=padded(data.qc[index]),
-        cfX=padded(cf),
+        reference_X=padded(cf),
         library_size=padded(data.library_size[index]),
         weight=padded(weight),
         index=padded(index.astype(np.int64), PADDING),

@@ -35,7 +35,7 @@ from cradle_jax.models.sites import (
     weighted_site,
 )
 
-GLOBAL_SITES = ("mask", "E", "qc_E")
+GLOBAL_SITES = ("mask", "E", "artifact_E")
 
 
 def decoder_width(cfg: ModelConfig) -> int:
@@ -78,7 +78,7 @@ def global_guide(cfg: ModelConfig, weights: SiteWeights):
         with numpyro.plate("qc", Q, dim=-1):
             constant = jnp.ones((P, Q, L)), jnp.broadcast_to(jnp.eye(Q), (P, Q, Q))
             q_A = qc_encoder(jnp.concatenate(constant, axis=-1))
-            A = weighted_site("qc_E", q_A.to_event(1), weights.qc)
+            A = weighted_site("artifact_E", q_A.to_event(1), weights.qc)
     return M, E, A
 
 
@@ -143,7 +143,9 @@ def model(batch: dict, stats: dict, weights: SiteWeights, cfg: ModelConfig) -> N
     with numpyro.plate("particles", P, dim=-2):
         M, E = sparse_embedding_prior(cfg, weights)
         with numpyro.plate("qc", Q, dim=-1):
-            A = weighted_site("qc_E", dist.Normal(0.0, s).expand((P, Q, L)).to_event(1), weights.qc)
+            A = weighted_site(
+                "artifact_E", dist.Normal(0.0, s).expand((P, Q, L)).to_event(1), weights.qc
+            )
         with numpyro.plate("cells", B, dim=-1):
             z_b = weighted_site(
                 "z_basal", dist.Normal(0.0, 1.0).expand((P, B, L)).to_event(1), weights.cell

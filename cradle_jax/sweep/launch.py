@@ -23,7 +23,7 @@ SWEEP_NAME = "sweep.json"
 PROGRAM = "cradle-jax"
 
 
-def _say(text: str) -> None:
+def _print_flushed(text: str) -> None:
     print(text, flush=True)  # at once, also into a batch job's log file
 
 
@@ -41,7 +41,11 @@ def write_sweep_json(sweep: Sweep, directory: Path) -> Path:
 
 
 def run_locally(
-    sweep: Sweep, directory: Path, *, plots: bool = True, say: Callable[[str], None] = _say
+    sweep: Sweep,
+    directory: Path,
+    *,
+    plots: bool = True,
+    say: Callable[[str], None] = _print_flushed,
 ) -> dict[str, str]:
     """Train and evaluate (with the plots, unless `plots` is False) every unfinished run in
     turn; return {run name: error} of the runs that failed with a DataError or RunError (the

@@ -6,7 +6,7 @@ from cradle_jax.data.batches import Batch
 from cradle_jax.data.dataset import PerturbData
 from cradle_jax.models.config import ModelConfig, default_model_config
 
-BATCH_FIELDS = ("X", "D", "qc", "cfX", "library_size", "weight")
+BATCH_FIELDS = ("X", "D", "qc", "reference_X", "library_size", "weight")
 
 
 def split_stats(data: PerturbData, split: str) -> dict[str, np.ndarray]:

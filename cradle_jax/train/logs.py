@@ -11,17 +11,20 @@ from pathlib import Path
 from tensorboardX import SummaryWriter
 
 from cradle_jax import atomic
+from cradle_jax.train.state import current_term_name
 
 JSONL_NAME = "metrics.jsonl"
 TENSORBOARD_DIR = "tensorboard"
 
 
 def _truncate_after(path: Path, step: int) -> None:
-    """Atomically keep only the records of steps ≤ `step`."""
+    """Atomically keep only the records of steps ≤ `step`, each loss term under today's name
+    (a run resumed from before a rename then logs every epoch under the same names)."""
     if not path.exists():
         return
-    kept = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= step]
-    atomic.write_text(path, "".join(f"{line}\n" for line in kept))
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    kept = [{current_term_name(k): v for k, v in r.items()} for r in records if r["step"] <= step]
+    atomic.write_text(path, "".join(f"{json.dumps(record)}\n" for record in kept))
 
 
 def loss_curve(workdir: str | Path, rows: int = 8) -> str:

@@ -68,7 +68,7 @@ def _epoch_line(epoch: int, step: int, train: dict, val: dict, progress: Progres
     terms = " ".join(
         f"{name.removeprefix('loss_term_')} {value:.4g}"
         for name, value in train.items()
-        if name.startswith("loss_term_") or name == "cf_KLdivergence"
+        if name.startswith("loss_term_") or name == "counterfactual_kl"
     )
     return (
         f"epoch {epoch + 1} step {step} | train loss {train['loss']:.4g} ({terms}) | "
@@ -91,9 +91,13 @@ class _Steps:
 
 def _train(run: Run, workdir: Path, checkpoints: Checkpoints) -> Progress:
     """Train until early stopping, max_epochs or max_steps; resume from the latest checkpoint."""
-    tc = run.config.train
+    train_cfg = run.config.train
     optimizer = make_optimizer(
-        tc.learning_rate, tc.weight_decay, tc.clip_norm, tc.mask_lr_scale, tc.dispersion_lr_scale
+        train_cfg.learning_rate,
+        train_cfg.weight_decay,
+        train_cfg.clip_norm,
+        train_cfg.mask_lr_scale,
+        train_cfg.dispersion_lr_scale,
     )
     state = initial_state(run, optimizer, fresh=checkpoints.latest_step() is None)
     progress = Progress()
@@ -101,7 +105,7 @@ def _train(run: Run, workdir: Path, checkpoints: Checkpoints) -> Progress:
         state, progress = checkpoints.restore_latest(state)
         announce(f"resuming from step {checkpoints.latest_step()} (epoch {progress.epoch + 1})")
     step = int(to_host(state.step))
-    progress.extend(step, tc.max_epochs, tc.max_steps)
+    progress.extend(step, train_cfg.max_epochs, train_cfg.max_steps)
     if progress.finished:
         return progress
     resident = run.cells is not None
@@ -127,7 +131,7 @@ def _train_epoch(
 ) -> tuple[TrainState, int]:
     """The rest of the current epoch from `progress.batch` (or up to max_steps), with its
     validation and log line when it completes; the latest checkpoint saved at the end."""
-    tc = run.config.train
+    train_cfg = run.config.train
     n_batches = num_batches(len(run.data.cells("train")), run.batch_size)
     epoch_start, cells_this_epoch = time.perf_counter(), 0
     sums = dict(progress.epoch_sums)
@@ -140,7 +144,7 @@ def _train_epoch(
     )
     batches = run.batches("train", epoch=progress.epoch, shuffle=True, start=progress.batch)
     input_wait = WaitClock()
-    for n_cells, batch in input_wait.timed(prefetch(batches, tc.prefetch_batches)):
+    for n_cells, batch in input_wait.timed(prefetch(batches, train_cfg.prefetch_batches)):
         state, loss, aux = steps.train(state, batch, run.train_stats, steps.run_key, *run.resident)
         sums = _weighted_sums(sums, n_cells, loss, aux)
         progress.batch += 1
@@ -148,12 +152,12 @@ def _train_epoch(
         cells_this_epoch += n_cells
         step += 1
         bar.update()
-        if step % tc.log_every_steps == 0:
+        if step % train_cfg.log_every_steps == 0:
             steps.log.write(step, {"train/step_loss": float(to_host(loss))})
-        if tc.max_steps and step >= tc.max_steps:
+        if train_cfg.max_steps and step >= train_cfg.max_steps:
             progress.stop_reason = "max_steps"
             break
-        if step % tc.checkpoint_every_steps == 0 and progress.batch < n_batches:
+        if step % train_cfg.checkpoint_every_steps == 0 and progress.batch < n_batches:
             progress.epoch_sums = {k: float(to_host(v)) for k, v in sums.items()}
             steps.checkpoints.save_latest(step, state, progress)
     bar.close()
@@ -174,11 +178,11 @@ def _eta(run: Run, steps: _Steps, progress: Progress, step: int, n_batches: int)
     """Seconds left at this launch's mean step time, to max_epochs (or max_steps)."""
     if progress.finished:
         return 0.0
-    tc = run.config.train
+    train_cfg = run.config.train
     per_step = (time.perf_counter() - steps.started) / (step - steps.first_step)
-    steps_left = (tc.max_epochs - progress.epoch) * n_batches
-    if tc.max_steps:
-        steps_left = min(steps_left, tc.max_steps - step)
+    steps_left = (train_cfg.max_epochs - progress.epoch) * n_batches
+    if train_cfg.max_steps:
+        steps_left = min(steps_left, train_cfg.max_steps - step)
     return per_step * steps_left
 
 
@@ -192,7 +196,7 @@ def _end_epoch(
     log: MetricsLog,
 ) -> str:
     """Validation, early-stopping bookkeeping and the best checkpoint; the epoch's log line."""
-    tc = run.config.train
+    train_cfg = run.config.train
     train = {k: v / progress.epoch_cells for k, v in progress.epoch_sums.items()}
     if not math.isfinite(train["loss"]):
         raise RunError(
@@ -208,9 +212,9 @@ def _end_epoch(
         progress.bad_epochs += 1
     epoch = progress.epoch
     progress.epoch, progress.batch, progress.epoch_sums, progress.epoch_cells = epoch + 1, 0, {}, 0
-    if tc.patience and progress.bad_epochs >= tc.patience:
+    if train_cfg.patience and progress.bad_epochs >= train_cfg.patience:
         progress.stop_reason = "early_stopping"
-    elif progress.epoch >= tc.max_epochs:
+    elif progress.epoch >= train_cfg.max_epochs:
         progress.stop_reason = "max_epochs"
     if improved:
         checkpoints.save_best(step, state, progress)
@@ -239,8 +243,8 @@ def train_and_evaluate(
     checkpoints = Checkpoints(workdir)
     progress = checkpoints.latest_progress()
     if progress is not None and summary_path.exists():
-        tc = config.train
-        progress.extend(checkpoints.latest_step(), tc.max_epochs, tc.max_steps)
+        train_cfg = config.train
+        progress.extend(checkpoints.latest_step(), train_cfg.max_epochs, train_cfg.max_steps)
         if progress.finished:
             checkpoints.close()
             announce(f"{workdir} holds a finished run ({progress.stop_reason}); nothing to do")
@@ -275,8 +279,8 @@ def _summary(run: Run, progress: Progress, checkpoints: Checkpoints, seconds: fl
         "processes": jax.process_count(),
         "seconds_this_run": round(seconds, 1),
     }
-    tc = run.config.train
-    if tc.iwelbo_particles and checkpoints.best_step() is not None:
+    train_cfg = run.config.train
+    if train_cfg.iwelbo_particles and checkpoints.best_step() is not None:
         params = checkpoints.restore_best_params(param_shapes(run.cfg, replicated(run.mesh)))
         summary["val_iwelbo"] = split_iwelbo(
             params,
@@ -284,8 +288,8 @@ def _summary(run: Run, progress: Progress, checkpoints: Checkpoints, seconds: fl
             "val",
             run.cfg,
             run.mesh,
-            n_particles=tc.iwelbo_particles,
-            batch_size=tc.iwelbo_batch_size,
+            n_particles=train_cfg.iwelbo_particles,
+            batch_size=train_cfg.iwelbo_batch_size,
             key_data=purpose_key(run.config.seed, "iwelbo"),
         )
     return summary

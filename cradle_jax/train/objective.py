@@ -189,7 +189,7 @@ def counterfactual_kl(
     Σ_l (1/P) Σ_p Σ_{i with a reference} κ; `exact`: the Gaussian KL summed over L, averaged
     over particles and over cells with a reference.
     """
-    reference = {**batch, "X": batch["cfX"], "qc": 1.0 - batch["qc"]}
+    reference = {**batch, "X": batch["reference_X"], "qc": 1.0 - batch["qc"]}
     ref_trace = handlers.trace(
         handlers.seed(handlers.substitute(cradle.guide, data=params), key)
     ).get_trace(reference, stats, weights, cfg)
@@ -201,7 +201,7 @@ def counterfactual_kl(
         form,
     )
     per_cell = kl.sum(axis=-1).mean(axis=0)  # (B,)
-    has_reference = (batch["cfX"].sum(axis=-1) != 0) & (batch["weight"] > 0)
+    has_reference = (batch["reference_X"].sum(axis=-1) != 0) & (batch["weight"] > 0)
     total = jnp.sum(jnp.where(has_reference, per_cell, 0.0))
     if form == "exact":
         return total / jnp.maximum(has_reference.sum(), 1)
@@ -250,7 +250,7 @@ def training_loss(
     """−ELBO (mean over real cells and particles) + β·K, and every term for logging
     (docs/method.md#objective).
 
-    The aux terms: `loss_term_<site>` per sample site, `cf_KLdivergence` (β·K; CRADLE only),
+    The aux terms: `loss_term_<site>` per sample site, `counterfactual_kl` (β·K; CRADLE only),
     `negative_elbo` and, with α mixing, `alpha`.
     """
     family = family_of(cfg)
@@ -272,7 +272,7 @@ def training_loss(
             cf = counterfactual_kl(
                 params, batch, stats, weights, guide_trace, cfg, loss_cfg.cf_kl, ref_key
             )
-        aux["cf_KLdivergence"] = loss_cfg.beta * cf
+        aux["counterfactual_kl"] = loss_cfg.beta * cf
         loss = negative_elbo + loss_cfg.beta * cf
     if loss_cfg.independence > 0 and family.basal_free_of_perturbation:
         z_loc = guide_trace["z_loc"]["value"]
@@ -294,7 +294,7 @@ def placeholder_inputs(cfg: ModelConfig) -> tuple[dict, dict]:
         "X": jnp.zeros((1, G)),
         "D": jnp.zeros((1, T)),
         "qc": jnp.zeros((1, Q)),
-        "cfX": jnp.zeros((1, G)),
+        "reference_X": jnp.zeros((1, G)),
         "library_size": jnp.zeros((1,)),
         "weight": jnp.ones((1,)),
     }
@@ -325,7 +325,7 @@ def init_params(key: jax.Array, batch: dict, stats: dict, cfg: ModelConfig) -> d
 
 def sample_global_posterior(params: dict, key: jax.Array, cfg: ModelConfig) -> dict:
     """P samples of the family's global variables from the guide, each (P, ·, L); for CRADLE
-    {mask, E, qc_E}, for the cVAE none."""
+    {mask, E, artifact_E}, for the cVAE none."""
     family = family_of(cfg)
     unit = SiteWeights.unweighted(cfg, jnp.ones(1))
     trace = handlers.trace(

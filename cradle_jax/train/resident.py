@@ -74,7 +74,7 @@ class ResidentCells:
     """Every cell's batch fields, on the device: what `Batch` holds for B cells, for all N."""
 
     counts: DenseRows | SparseRows  # X (N, G)
-    medians: DenseRows | SparseRows  # cfX (N, G)
+    medians: DenseRows | SparseRows  # reference_X (N, G)
     dosage: DenseRows | SparseRows  # D (N, T)
     qc: jax.Array  # (N, Q) float32
     library_size: jax.Array  # (N,) float32
@@ -90,7 +90,7 @@ def gather_batch(cells: ResidentCells, index: jax.Array) -> dict[str, jax.Array]
         "X": cells.counts.dense(row, present),
         "D": cells.dosage.dense(row, present),
         "qc": cells.qc[row] * weight[:, None],
-        "cfX": cells.medians.dense(row, present),
+        "reference_X": cells.medians.dense(row, present),
         "library_size": cells.library_size[row] * weight,
         "weight": weight,
     }

@@ -12,6 +12,17 @@ import jax
 import jax.numpy as jnp
 import optax
 
+# Loss terms logged under other names before they were renamed to say what they are
+# (docs/method.md#objective): checkpoints and metrics files written then read under today's.
+RENAMED_TERMS = {"cf_KLdivergence": "counterfactual_kl", "loss_term_qc_E": "loss_term_artifact_E"}
+
+
+def current_term_name(name: str) -> str:
+    """Today's name of a logged loss term, kept behind its `train/` or `val/` prefix, so a
+    checkpoint or metrics file from before the rename resumes under one set of names."""
+    prefix, slash, term = name.rpartition("/")
+    return f"{prefix}{slash}{RENAMED_TERMS.get(term, term)}"
+
 
 @jax.tree_util.register_dataclass
 @dataclass(frozen=True)
@@ -64,4 +75,7 @@ class Progress:
 
     @classmethod
     def from_dict(cls, values: dict) -> "Progress":
-        return cls(**values)
+        """A Progress from its JSON record; running sums saved under a term's old name
+        (`RENAMED_TERMS`) continue under its new one."""
+        sums = {current_term_name(k): v for k, v in values.get("epoch_sums", {}).items()}
+        return cls(**{**values, "epoch_sums": sums})

@@ -60,7 +60,7 @@ def test_backed_loading_equals_in_memory(config, tmp_path, settings, qc_in_obs):
             strict=True,
         ):
             assert x.X.tobytes() == y.X.tobytes()
-            assert x.cfX.tobytes() == y.cfX.tobytes()
+            assert x.reference_X.tobytes() == y.reference_X.tobytes()
     backed.counts.close()
 
 

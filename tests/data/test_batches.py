@@ -25,7 +25,7 @@ def test_every_cell_once_and_padding_has_weight_zero(data):
     pad = last.weight == 0
     assert pad.sum() == last.X.shape[0] - n_real
     assert (last.index[pad] == -1).all()
-    for field in (last.X, last.D, last.qc, last.cfX, last.library_size):
+    for field in (last.X, last.D, last.qc, last.reference_X, last.library_size):
         assert (field[pad] == 0).all()
     assert all(b.X.shape[0] == 32 for b in batches[:-1])
 
@@ -47,11 +47,11 @@ def test_batch_contents_match_the_dataset(data):
         drawn = data.references.draws(np.array([i]))[0]
         refs = drawn[drawn != NO_REFERENCE]
         if len(refs) == 0:
-            assert (batch.cfX[row] == 0).all()
+            assert (batch.reference_X[row] == 0).all()
         else:
             lower = np.sort(dense[refs], axis=0)[(len(refs) - 1) // 2]
-            np.testing.assert_array_equal(batch.cfX[row], lower)
-    assert batch.X.dtype == batch.cfX.dtype == batch.D.dtype == np.float32
+            np.testing.assert_array_equal(batch.reference_X[row], lower)
+    assert batch.X.dtype == batch.reference_X.dtype == batch.D.dtype == np.float32
 
 
 def test_order_is_a_function_of_seed_and_epoch(data):

@@ -70,7 +70,7 @@ def test_same_seed_same_bytes_other_seed_differs(config):
     batch_a = next(iterate_batches(a, "train", 16, seed=1))
     batch_b = next(iterate_batches(b, "train", 16, seed=1))
     assert batch_a.X.tobytes() == batch_b.X.tobytes()
-    assert batch_a.cfX.tobytes() == batch_b.cfX.tobytes()
+    assert batch_a.reference_X.tobytes() == batch_b.reference_X.tobytes()
     assert a.split.tobytes() != c.split.tobytes()
     assert a.references.draws(every).tobytes() != c.references.draws(every).tobytes()
 
@@ -91,7 +91,7 @@ def test_backed_file_gives_the_same_batches_as_in_memory(config, tmp_path):
         strict=True,
     ):
         assert x.X.tobytes() == y.X.tobytes()
-        assert x.cfX.tobytes() == y.cfX.tobytes()
+        assert x.reference_X.tobytes() == y.reference_X.tobytes()
     backed.counts.close()
 
 

@@ -39,7 +39,7 @@ def test_no_fail_cells(tmp_path):
     assert "the training split has no QC-fail cells" in outcome.out
     assert "loss.alpha=off" in outcome.out
     assert_finite(epochs)
-    assert epochs[-1]["train/cf_KLdivergence"] == 0.0  # no references
+    assert epochs[-1]["train/counterfactual_kl"] == 0.0  # no references
     assert epochs[-1]["train/alpha"] == 0.0
 
 

@@ -181,7 +181,7 @@ def test_baseline_loss_equals_hand_computation(case):
     assert {k.removeprefix("loss_term_") for k in aux if k.startswith("loss_term_")} == set(
         TERMS[name]
     )
-    assert "cf_KLdivergence" not in aux
+    assert "counterfactual_kl" not in aux
     assert "alpha" not in aux
     for term in TERMS[name]:
         np.testing.assert_allclose(
@@ -189,7 +189,11 @@ def test_baseline_loss_equals_hand_computation(case):
         )
     np.testing.assert_allclose(float(loss), sum(expected.values()), rtol=1e-5)
     # QC labels and the cf settings do not enter a baseline's loss
-    no_qc = {**batch, "qc": jnp.zeros_like(batch["qc"]), "cfX": jnp.zeros_like(batch["cfX"])}
+    no_qc = {
+        **batch,
+        "qc": jnp.zeros_like(batch["qc"]),
+        "reference_X": jnp.zeros_like(batch["reference_X"]),
+    }
     loss_plain, _ = training_loss(
         full, no_qc, stats, jax.random.key(1), cfg, original_loss("off", "none")
     )

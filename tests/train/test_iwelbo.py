@@ -26,7 +26,7 @@ def test_global_samples_have_the_particle_axis(setup):
     _, _, _, _, samples = setup
     assert samples["mask"].shape == (4, 3, 4)
     assert samples["E"].shape == (4, 3, 4)
-    assert samples["qc_E"].shape == (4, 1, 4)
+    assert samples["artifact_E"].shape == (4, 1, 4)
     assert set(np.unique(np.asarray(samples["mask"]))) <= {0.0, 1.0}
 
 

@@ -37,7 +37,7 @@ def test_run_directory_holds_config_metrics_checkpoints_and_summary(finished_run
     assert summary["cells"]["train"] % config.train.batch_size, "the last batch should be padded"
     assert [r["step"] for r in epochs] == [n_batches, 2 * n_batches, 3 * n_batches]
     assert epochs[-1]["val/loss"] < epochs[0]["val/loss"]
-    assert {"train/loss_term_reconstruction", "val/cf_KLdivergence"} <= set(epochs[0])
+    assert {"train/loss_term_reconstruction", "val/counterfactual_kl"} <= set(epochs[0])
     logged = [r["step"] for r in records if "train/step_loss" in r]
     assert logged == list(range(5, 3 * n_batches + 1, 5))
     assert list((workdir / "tensorboard").glob("events.out.tfevents.*"))

@@ -8,7 +8,7 @@ weights, α mixing and counterfactual KL are computed from the batch. The packag
 create parameters (`init_params`) and for the value under test (`training_loss`, jitted once per
 configuration).
 
-The samples of the sites `mask`, `E`, `qc_E` and `z_basal` are fixed by putting them into the
+The samples of the sites `mask`, `E`, `artifact_E` and `z_basal` are fixed by putting them into the
 params dict: `handlers.substitute(data=params)` replaces sample sites too, in the factual pass and
 in the reference (counterfactual) pass alike, so the loss is a deterministic function of the
 parameters and the batch — checked by evaluating it under two different keys.
@@ -38,9 +38,9 @@ AUX_TERMS = (
     "loss_term_reconstruction",
     "loss_term_mask",
     "loss_term_E",
-    "loss_term_qc_E",
+    "loss_term_artifact_E",
     "loss_term_z_basal",
-    "cf_KLdivergence",
+    "counterfactual_kl",
 )
 
 # (config overrides, loss config, n_qc)
@@ -74,10 +74,10 @@ def numpy_objective(params, batch, stats, fixed, cfg, loss_cfg) -> dict:
     """Every aux term and the total loss (docs/method.md#objective), in float64."""
     params, batch, stats, fixed = f64(params), f64(batch), f64(stats), f64(fixed)
     P, T, Q, L = cfg.n_particles, cfg.n_perturbations, cfg.n_qc, cfg.n_latent
-    X, D, qc, cfX = batch["X"], batch["D"], batch["qc"], batch["cfX"]
+    X, D, qc, reference_X = batch["X"], batch["D"], batch["qc"], batch["reference_X"]
     w, library = batch["weight"], batch["library_size"]
     B = X.shape[0]
-    M, E, A, z_b = fixed["mask"], fixed["E"], fixed["qc_E"], fixed["z_basal"]
+    M, E, A, z_b = fixed["mask"], fixed["E"], fixed["artifact_E"], fixed["z_basal"]
 
     # Weights (docs/method.md#plate-reweighting): plate weights over the real cells, everything
     # / (P · n_real).
@@ -158,7 +158,7 @@ def numpy_objective(params, batch, stats, fixed, cfg, loss_cfg) -> dict:
         "loss_term_reconstruction": -(w_rec[None] * log_p_x).sum(),
         "loss_term_mask": -(w_pert[None] * (log_p_M - log_q_M)).sum(),
         "loss_term_E": -(w_pert[None] * (log_p_E - log_q_E)).sum(),
-        "loss_term_qc_E": -(w_qc[None] * (log_p_A - log_q_A)).sum(),
+        "loss_term_artifact_E": -(w_qc[None] * (log_p_A - log_q_A)).sum(),
         "loss_term_z_basal": -(w_cell[None] * (log_p_z - log_q_z)).sum(),
     }
     negative_elbo = sum(terms.values())
@@ -169,7 +169,7 @@ def numpy_objective(params, batch, stats, fixed, cfg, loss_cfg) -> dict:
     if loss_cfg.cf_kl == "none":
         K = 0.0
     else:
-        mu1, s1 = encode(cfX, flipped)
+        mu1, s1 = encode(reference_X, flipped)
         mu2, s2 = encode(X, flipped)
         mean_term = (mu1 - mu2) ** 2
         if loss_cfg.cf_kl == "exact":
@@ -177,14 +177,14 @@ def numpy_objective(params, batch, stats, fixed, cfg, loss_cfg) -> dict:
         ratio = s1**2 / s2**2
         kappa = 0.5 * (ratio - 1 - np.log(ratio) + mean_term)  # (P, B, L)
         per_cell = kappa.sum(-1).mean(0)
-        has_reference = (cfX.sum(-1) != 0) & (w > 0)
+        has_reference = (reference_X.sum(-1) != 0) & (w > 0)
         K = per_cell[has_reference].sum()
         if loss_cfg.cf_kl == "exact":
             K = K / max(has_reference.sum(), 1)
             # the exact form is the true Gaussian KL(ref ‖ cf)
             true_kl = np.log(s2 / s1) + (s1**2 + (mu1 - mu2) ** 2) / (2 * s2**2) - 0.5
             np.testing.assert_allclose(kappa, true_kl, rtol=1e-10, atol=1e-12)
-    terms["cf_KLdivergence"] = loss_cfg.beta * K
+    terms["counterfactual_kl"] = loss_cfg.beta * K
     terms["negative_elbo"] = negative_elbo
     terms["loss"] = negative_elbo + loss_cfg.beta * K
     return terms
@@ -215,7 +215,7 @@ def _fixed_samples(cfg, n_cells: int, rng: np.random.Generator) -> dict:
     return {
         "mask": jnp.asarray(rng.random((P, T, L)) < 0.5, jnp.float32),
         "E": jnp.asarray(rng.normal(size=(P, T, L)), jnp.float32),
-        "qc_E": jnp.asarray(rng.normal(size=(P, Q, L)), jnp.float32),
+        "artifact_E": jnp.asarray(rng.normal(size=(P, Q, L)), jnp.float32),
         "z_basal": jnp.asarray(rng.normal(size=(P, n_cells, L)), jnp.float32),
     }
 
@@ -249,22 +249,22 @@ def test_whole_loss_equals_hand_computation(case):
     )
     np.testing.assert_allclose(float(loss), expected["loss"], rtol=1e-5)
     if loss_cfg.cf_kl != "none":
-        assert expected["cf_KLdivergence"] > 0  # the cf term is really exercised
+        assert expected["counterfactual_kl"] > 0  # the cf term is really exercised
     else:
-        assert float(aux["cf_KLdivergence"]) == 0
+        assert float(aux["counterfactual_kl"]) == 0
 
 
 def test_reference_equal_to_own_row_gives_zero_cf_kl():
-    """With cfX = X both passes encode [norm(X); dᵀ(M⊙E); (1−c)ᵀA] with the same substituted
+    """With reference_X = X both passes encode [norm(X); dᵀ(M⊙E); (1−c)ᵀA] with the same substituted
     M, E, A: the cf term vanishes in the package and in the hand computation (same jit cache)."""
     overrides, loss_cfg, n_qc = CASES["concat-reference-alpha_batch"]
     cfg = tiny_config(n_qc=n_qc, **overrides)
     batch, stats = tiny_batch(n_qc=n_qc), tiny_stats(n_qc=n_qc)
-    batch = {**batch, "cfX": batch["X"]}
+    batch = {**batch, "reference_X": batch["X"]}
     rng = np.random.default_rng(11)
     params = _perturbed_params(init_params(jax.random.key(0), batch, stats, cfg), rng)
     fixed = _fixed_samples(cfg, batch["X"].shape[0], rng)
     _, aux = training_loss({**params, **fixed}, batch, stats, jax.random.key(1), cfg, loss_cfg)
     expected = numpy_objective(params, batch, stats, fixed, cfg, loss_cfg)
-    assert expected["cf_KLdivergence"] == pytest.approx(0.0, abs=1e-12)
-    assert float(aux["cf_KLdivergence"]) == pytest.approx(0.0, abs=1e-6)
+    assert expected["counterfactual_kl"] == pytest.approx(0.0, abs=1e-12)
+    assert float(aux["counterfactual_kl"]) == pytest.approx(0.0, abs=1e-6)

@@ -20,14 +20,15 @@ init_params = jax.jit(objective.init_params, static_argnames=("cfg",))
 
 @jax.jit(static_argnames=("cfg", "loss_cfg", "term"))
 def term_and_grads(params, batch, stats, key, cfg, loss_cfg, term):
-    """One aux term, and its gradients w.r.t. the params, the counts X and the references cfX."""
+    """One aux term, and its gradients w.r.t. the params, the counts X and the reference rows
+    reference_X."""
 
-    def f(p, x, cf_x):
+    def f(p, x, reference_x):
         return objective.training_loss(
-            p, {**batch, "X": x, "cfX": cf_x}, stats, key, cfg, loss_cfg
+            p, {**batch, "X": x, "reference_X": reference_x}, stats, key, cfg, loss_cfg
         )[1][term]
 
-    return jax.value_and_grad(f, argnums=(0, 1, 2))(params, batch["X"], batch["cfX"])
+    return jax.value_and_grad(f, argnums=(0, 1, 2))(params, batch["X"], batch["reference_X"])
 
 
 @pytest.fixture
@@ -191,7 +192,7 @@ def _fixed_samples(cfg):
     z = rng.normal(size=(P, 16, L)).astype(np.float32)
 
     def for_cells(n: int) -> dict:
-        return {"mask": M, "E": E, "qc_E": A, "z_basal": z[:, :n]}
+        return {"mask": M, "E": E, "artifact_E": A, "z_basal": z[:, :n]}
 
     return for_cells
 
@@ -209,7 +210,7 @@ def test_a_full_pass_counts_each_global_kl_exactly_once(cfg, stats):
         "X": X,
         "D": D,
         "qc": qc,
-        "cfX": X[::-1].copy(),
+        "reference_X": X[::-1].copy(),
         "library_size": X.sum(1),
         "weight": np.ones(n, np.float32),
     }
@@ -223,7 +224,7 @@ def test_a_full_pass_counts_each_global_kl_exactly_once(cfg, stats):
     )
     fixed = {k: v for k, v in _fixed_samples(cfg)(8).items() if k != "z_basal"}
     loss_cfg = original_loss(cf_kl="none")
-    totals = dict.fromkeys(("mask", "E", "qc_E"), 0.0)
+    totals = dict.fromkeys(("mask", "E", "artifact_E"), 0.0)
     order = rng.permutation(n)
     for start in range(0, n, 8):  # three batches of 8 cells, shuffled
         idx = order[start : start + 8]
@@ -260,7 +261,7 @@ def test_gradients_reach_mask_logits_and_both_cf_passes(cfg, batch, stats, param
     assert np.isfinite(g["mask_logits"]).all()
     assert np.abs(g["mask_logits"]).sum() > 0
 
-    _, (g, gx, gcf) = term_and_grads(params, batch, stats, key, cfg, loss_cfg, "cf_KLdivergence")
+    _, (g, gx, gcf) = term_and_grads(params, batch, stats, key, cfg, loss_cfg, "counterfactual_kl")
     assert np.abs(gx).sum() > 0, "no gradient through the counterfactual (factual-cell) pass"
     assert np.abs(gcf).sum() > 0, "no gradient through the reference pass"
     leaves = jax.tree.leaves(g["basal_encoder$params"])
@@ -278,7 +279,7 @@ def test_no_nan_in_edge_cases(case, sum_mode, stats):
     if case == "all_zero_cells":
         b["X"] = jnp.zeros_like(b["X"])
         b["library_size"] = jnp.zeros_like(b["library_size"])
-        b["cfX"] = jnp.zeros_like(b["cfX"])
+        b["reference_X"] = jnp.zeros_like(b["reference_X"])
     elif case == "only_controls":
         b["D"] = jnp.zeros_like(b["D"])
     elif case == "no_fail_cell":
@@ -296,14 +297,14 @@ def test_no_nan_in_edge_cases(case, sum_mode, stats):
         assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(grads)), case
 
 
-@pytest.mark.parametrize("term", ["negative_elbo", "cf_KLdivergence"])
+@pytest.mark.parametrize("term", ["negative_elbo", "counterfactual_kl"])
 def test_genes_without_training_variance_and_huge_counts_stay_finite(cfg, stats, term):
     # Genes 0-2 are constant over training cells (std 0) but expressed, heavily, in the batch and
     # in the references: the encoder input must not blow up (no 1e6 inputs, capped log-variance).
     b = dict(tiny_batch())
     s = {**stats, "norm_std": stats["norm_std"].at[:3].set(0.0)}
     b["X"] = b["X"].at[:, :3].set(5e4)
-    b["cfX"] = b["cfX"].at[:, :3].set(1e5)
+    b["reference_X"] = b["reference_X"].at[:, :3].set(1e5)
     params = init_params(jax.random.key(0), b, s, cfg)
     for loss_cfg in (original_loss(), original_loss(cf_kl="exact")):
         value, grads = term_and_grads(params, b, s, jax.random.key(1), cfg, loss_cfg, term)

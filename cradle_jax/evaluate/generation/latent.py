@@ -107,7 +107,7 @@ def real_cell_batches(
                     "X": pad_rows(x, batch_size),
                     "D": pad_rows(dosage[rows].astype(np.float32), batch_size),
                     "qc": pad_rows(qc[rows], batch_size),
-                    "cfX": np.zeros((batch_size, x.shape[1]), np.float32),
+                    "reference_X": np.zeros((batch_size, x.shape[1]), np.float32),
                     "library_size": pad_rows(x.sum(axis=1), batch_size),
                     "weight": pad_rows(np.ones(len(rows), np.float32), batch_size),
                 },

@@ -138,16 +138,19 @@ def _embed(z: np.ndarray, seed: int) -> tuple[np.ndarray, str]:
 
 
 def _pca_2d(z: np.ndarray) -> np.ndarray:
-    """(N, 2) scores on the first two principal axes (zero-padded when N or L < 2).
+    """(N, 2) scores on the first two principal axes (sklearn's PCA), zero-padded when L < 2;
+    all zero when the cells do not differ, where sklearn would warn of a zero variance.
 
-    Each axis's sign is fixed so its largest-magnitude loading is positive: SVD signs are
+    sklearn fixes each axis's sign so its largest-magnitude loading is positive: SVD signs are
     otherwise arbitrary and the plot would flip between LAPACK builds.
     """
-    centred = z.astype(np.float64) - z.mean(axis=0, keepdims=True)
-    _, _, vt = np.linalg.svd(centred, full_matrices=False)
-    vt = vt[:2]
-    signs = np.sign(vt[np.arange(len(vt)), np.abs(vt).argmax(axis=1)])
-    scores = centred @ (vt * np.where(signs == 0, 1.0, signs)[:, None]).T
+    z = z.astype(np.float64)
+    if len(z) < 2 or not np.ptp(z, axis=0).any():
+        return np.zeros((len(z), 2))
+    from sklearn.decomposition import PCA  # lazy: its import slows every command's start
+
+    # "full": for tall inputs "auto" takes the less accurate covariance eigendecomposition.
+    scores = PCA(n_components=min(2, z.shape[1]), svd_solver="full").fit_transform(z)
     return np.pad(scores, ((0, 0), (0, 2 - scores.shape[1])))
 
 

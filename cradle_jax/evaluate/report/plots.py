@@ -15,6 +15,7 @@ import pandas as pd
 
 from cradle_jax.data.qc import FAIL_BELOW, QC_METRICS, QCThresholds
 from cradle_jax.evaluate.report.canvas import new_figure, save_png
+from cradle_jax.evaluate.scores.metrics import pearson_r
 
 # The doublet call is boolean: a violin of it says nothing, its share is in the pass rates.
 VIOLIN_METRICS: tuple[str, ...] = tuple(m for m in QC_METRICS if m != "predicted_doublet")
@@ -170,7 +171,7 @@ def ate_scatter(
 
     x, y = data_ate.ravel(), model_ate.ravel()
     finite = np.isfinite(x) & np.isfinite(y)
-    r = _pearson(x[finite], y[finite])
+    r = pearson_r(x[finite], y[finite])
 
     figure = new_figure(6.4, 6.0)
     ax = figure.subplots()
@@ -241,12 +242,3 @@ def _identity_line(ax, x: np.ndarray, y: np.ndarray) -> None:
     ax.plot([low, high], [low, high], color="black", linestyle="--", linewidth=1.0, label="y = x")
     ax.set_xlim(low, high)
     ax.set_ylim(low, high)
-
-
-def _pearson(x: np.ndarray, y: np.ndarray) -> float:
-    """Pearson correlation of two (n,) vectors; NaN when either is constant or n < 2."""
-    if x.size < 2:
-        return float("nan")
-    x, y = x - x.mean(), y - y.mean()
-    denominator = np.sqrt((x @ x) * (y @ y))
-    return float(x @ y / denominator) if denominator > 0 else float("nan")

@@ -3,8 +3,8 @@
 The metrics of docs/metrics.md#ate-metrics, with Y = reference ATE (n_pert, G) and Ŷ = model ATE
 (n_pert, G):
 
-* `ATE_pearsonr`, `ATE_r2`: Pearson correlation and R² = 1 − Σ(Y−Ŷ)²/Σ(Y−Ȳ)² (sklearn's
-  `r2_score`) over the flattened tables (all perturbations × all genes);
+* `ATE_pearsonr`, `ATE_r2`: Pearson correlation (scipy's `pearsonr`) and R² = 1 − Σ(Y−Ŷ)²/Σ(Y−Ȳ)²
+  (sklearn's `r2_score`) over the flattened tables (all perturbations × all genes);
 * `ATE_pearsonr_top{k}`, `ATE_r2_top{k}`: the same restricted, per perturbation, to the k genes
   with the largest |Y| (ranked by the reference effect, not the model's), then flattened;
 * `jaccard_sim_top{k}`: per perturbation, |S_k(Y) ∩ S_k(Ŷ)| / |S_k(Y) ∪ S_k(Ŷ)| where S_k is the
@@ -18,7 +18,8 @@ A metric that is undefined is NaN rather than an error: every metric with zero p
 (or zero genes); Pearson when Y or Ŷ is constant; Jaccard when a row of Ŷ is constant (its
 top-k set would be the first k genes by tie order, e.g. for the control-mean baseline's Ŷ = 0);
 R² when Y is constant (sklearn would return 1.0
-or 0.0 there, which reads like a score). Evaluation of a split that simply has no perturbation
+or 0.0 there, which reads like a score); both when a table holds a non-finite value (sklearn
+refuses it, the formulas give NaN). Evaluation of a split that simply has no perturbation
 gives None instead (JSON null), see `split_ate_metrics`.
 """
 
@@ -44,25 +45,29 @@ def top_k_genes(effects: np.ndarray, k: int) -> np.ndarray:
     return order[:, : min(k, effects.shape[1])]
 
 
-def _pearsonr(y: np.ndarray, y_hat: np.ndarray) -> float:
-    """Pearson correlation of two 1-D arrays; NaN if either is constant or has < 2 entries."""
-    if y.size < 2:
+def _varies(values: np.ndarray) -> bool:
+    """True when the 1-D `values` are finite and not all equal (so at least two of them)."""
+    return values.size > 1 and bool(np.isfinite(values).all()) and np.ptp(values) > 0
+
+
+def pearson_r(y: np.ndarray, y_hat: np.ndarray) -> float:
+    """scipy's Pearson correlation of two 1-D arrays; NaN where it is undefined (fewer than two
+    entries, a constant or non-finite array), where scipy would raise or warn."""
+    if not (_varies(y) and _varies(y_hat)):
         return float("nan")
-    dy, dy_hat = y - y.mean(), y_hat - y_hat.mean()
-    denominator = np.sqrt(np.sum(dy * dy) * np.sum(dy_hat * dy_hat))
-    if not denominator > 0:
-        return float("nan")
-    return float(np.clip(np.sum(dy * dy_hat) / denominator, -1.0, 1.0))
+    from scipy.stats import pearsonr  # lazy: its import slows every command's start
+
+    return float(pearsonr(y, y_hat).statistic)
 
 
 def _r2(y: np.ndarray, y_hat: np.ndarray) -> float:
-    """1 − SS_res/SS_tot of 1-D arrays (Y is the reference); NaN if Y is constant or empty."""
-    if y.size == 0:
+    """sklearn's R² = 1 − SS_res/SS_tot of 1-D arrays, Y the reference; NaN if Y is constant or
+    empty or either array holds a non-finite value."""
+    if not (_varies(y) and np.isfinite(y_hat).all()):
         return float("nan")
-    ss_tot = np.sum((y - y.mean()) ** 2)
-    if not ss_tot > 0:
-        return float("nan")
-    return float(1.0 - np.sum((y - y_hat) ** 2) / ss_tot)
+    from sklearn.metrics import r2_score  # lazy: its import slows every command's start
+
+    return float(r2_score(y, y_hat))
 
 
 def _mean_jaccard(sets_a: np.ndarray, sets_b: np.ndarray) -> float:
@@ -120,9 +125,9 @@ def ate_metrics(
     Y_top = np.take_along_axis(Y, top, axis=1).ravel()
     Y_hat_top = np.take_along_axis(Y_hat, top, axis=1).ravel()
     metrics = {
-        "ATE_pearsonr": _pearsonr(Y.ravel(), Y_hat.ravel()),
+        "ATE_pearsonr": pearson_r(Y.ravel(), Y_hat.ravel()),
         "ATE_r2": _r2(Y.ravel(), Y_hat.ravel()),
-        f"ATE_pearsonr_top{top_k}": _pearsonr(Y_top, Y_hat_top),
+        f"ATE_pearsonr_top{top_k}": pearson_r(Y_top, Y_hat_top),
         f"ATE_r2_top{top_k}": _r2(Y_top, Y_hat_top),
     }
     ranked = Y_hat.size > 0 and bool(np.all(np.ptp(Y_hat, axis=1) > 0))
@@ -178,7 +183,7 @@ def truth_metrics(
     """
     Y, Y_hat = _check_tables(true_ate, model_ate)
     metrics = {
-        "truth_ATE_pearsonr": _pearsonr(Y.ravel(), Y_hat.ravel()),
+        "truth_ATE_pearsonr": pearson_r(Y.ravel(), Y_hat.ravel()),
         "truth_ATE_r2": _r2(Y.ravel(), Y_hat.ravel()),
     }
     for k, planted in true_top_sets.items():

@@ -94,9 +94,19 @@ def test_latent_embedding_tiny_takes_pca(tmp_path):
     assert embedding._embed(z.astype(np.float32), seed=0)[1] == "PC"
 
 
+@pytest.mark.filterwarnings("error")
 def test_pca_fallback_degenerate_shapes():
     assert embedding._pca_2d(np.ones((1, 5), np.float32)).shape == (1, 2)
     assert embedding._pca_2d(np.arange(4.0)[:, None]).shape == (4, 2)
+    assert (embedding._pca_2d(np.ones((6, 3), np.float32)) == 0).all()  # identical cells
+
+
+def test_pca_fallback_is_an_svd_with_each_largest_loading_positive():
+    z = latents(40, 6, 3)[0]
+    centred = z - z.mean(axis=0)
+    axes = np.linalg.svd(centred, full_matrices=False)[2][:2]
+    axes *= np.sign(axes[[0, 1], np.abs(axes).argmax(axis=1)])[:, None]
+    np.testing.assert_allclose(embedding._pca_2d(z), centred @ axes.T, rtol=0, atol=1e-12)
 
 
 @pytest.mark.slow  # importing umap and its first call compile numba code: ~25 s on 2 cores

@@ -138,6 +138,18 @@ def test_degenerate_inputs_give_nan_not_errors(tables):
     assert flat_model["ATE_r2"] == pytest.approx(r2_score(tables[0].ravel(), np.zeros(120)))
 
 
+@pytest.mark.filterwarnings("error")
+def test_constant_or_non_finite_tables_give_nan_without_a_warning(tables):
+    data, model = tables
+    with_nan = model.copy()
+    with_nan[0, 0] = np.nan
+    for reference, predicted in ((data, with_nan), (np.ones((2, 30)), model[:2])):
+        got = ate_metrics(reference, predicted)
+        assert math.isnan(got["ATE_pearsonr"])
+        assert math.isnan(got["ATE_r2"])
+    assert math.isnan(ate_metrics(data, np.zeros_like(data))["ATE_pearsonr"])
+
+
 def test_shape_mismatch_names_both_shapes():
     with pytest.raises(ValueError, match=r"\(4, 30\).*\(4, 29\)"):
         ate_metrics(np.zeros((4, 30)), np.zeros((4, 29)))
