@@ -31,7 +31,7 @@ from cradle_jax.models.sites import (
     perturbation_offset,
     sparse_embedding_guide,
     sparse_embedding_modules,
-    sparse_embedding_prior,
+    sparse_embedding_priors,
     weighted_site,
 )
 
@@ -82,37 +82,45 @@ def global_guide(cfg: ModelConfig, weights: SiteWeights):
     return M, E, A
 
 
-def guide(
-    batch: dict,
-    stats: dict,
-    weights: SiteWeights,
-    cfg: ModelConfig,
-    counterfactual: bool = False,
-) -> None:
-    """q(M) q(E|M) q(A) q(z_b | x, d, c, M, E, A), plus the counterfactual basal posterior
-    (docs/method.md#cradle-guide).
+def guide(batch: dict, stats: dict, weights: SiteWeights, cfg: ModelConfig) -> None:
+    """q(M) q(E|M) q(A) q(z_b | x, d, c, M, E, A) (docs/method.md#cradle-guide).
 
     The basal posterior's parameters are recorded as deterministic sites `z_loc`, `z_scale`.
-    With `counterfactual` (training), q(z_b | x, d, 1−c, ...) is recorded as `z_cf_loc`,
-    `z_cf_scale` (P, B, L) for the counterfactual KL and never sampled.
     """
+    encoder, x, z_p, A = _cell_guide_inputs(batch, stats, weights, cfg)
+    _basal_site(encoder((x, z_p, artifact_offset(batch["qc"], A))), cfg, weights)
+
+
+def guide_with_counterfactual(
+    batch: dict, stats: dict, weights: SiteWeights, cfg: ModelConfig
+) -> None:
+    """The guide, plus the counterfactual basal posterior q(z_b | x, d, 1−c, M, E, A), the
+    cell as if its QC status were flipped, recorded as `z_cf_loc`, `z_cf_scale` (P, B, L) for
+    the counterfactual KL (docs/method.md#counterfactual-kl) and never sampled. Training's guide.
+    """
+    encoder, x, z_p, A = _cell_guide_inputs(batch, stats, weights, cfg)
+    artifact = artifact_offset(batch["qc"], A)
+    flipped = artifact_offset(1.0 - batch["qc"], A)
+    # One encoder call on both flips: the counts part of the first layer is shared.
+    q_both = encoder((x, z_p, jnp.stack([artifact, flipped])))
+    numpyro.deterministic("z_cf_loc", q_both.loc[1])
+    numpyro.deterministic("z_cf_scale", q_both.scale[1])
+    _basal_site(dist.Normal(q_both.loc[0], q_both.scale[0]), cfg, weights)
+
+
+def _cell_guide_inputs(batch: dict, stats: dict, weights: SiteWeights, cfg: ModelConfig):
+    """The global samples' part of a cell's posterior: the encoder, its input x, z_p = d(M∘E)
+    and A."""
     M, E, A = global_guide(cfg, weights)
     encoder = cell_encoder(cfg, cfg.n_genes + 2 * cfg.n_latent)
-    x = encoder_input(batch, stats)
-    z_p = perturbation_offset(batch["D"], M, E)
-    artifact = artifact_offset(batch["qc"], A)
-    if counterfactual:
-        # One encoder call on both flips: the counts part of the first layer is shared.
-        flipped = artifact_offset(1.0 - batch["qc"], A)
-        q_both = encoder((x, z_p, jnp.stack([artifact, flipped])))
-        q_zb = dist.Normal(q_both.loc[0], q_both.scale[0])
-        numpyro.deterministic("z_cf_loc", q_both.loc[1])
-        numpyro.deterministic("z_cf_scale", q_both.scale[1])
-    else:
-        q_zb = encoder((x, z_p, artifact))
+    return encoder, encoder_input(batch, stats), perturbation_offset(batch["D"], M, E), A
+
+
+def _basal_site(q_zb: dist.Normal, cfg: ModelConfig, weights: SiteWeights) -> None:
+    """z_basal ~ q_zb per particle and cell, its parameters recorded as `z_loc`, `z_scale`."""
     with (
         numpyro.plate("particles", cfg.n_particles, dim=-2),
-        numpyro.plate("cells", x.shape[0], dim=-1),
+        numpyro.plate("cells", q_zb.loc.shape[-2], dim=-1),
     ):
         numpyro.deterministic("z_loc", q_zb.loc)
         numpyro.deterministic("z_scale", q_zb.scale)
@@ -135,21 +143,20 @@ def artifact_log_theta_shift(qc: jax.Array, cfg: ModelConfig) -> jax.Array | Non
 def model(batch: dict, stats: dict, weights: SiteWeights, cfg: ModelConfig) -> None:
     """p(M) p(E) p(A) p(z_b) p(x | z_b, d, c, M, E, A), each cell on its own decoder path
     (docs/method.md#cradle-model)."""
-    P, Q, L = cfg.n_particles, cfg.n_qc, cfg.n_latent
+    P, T, Q, L = cfg.n_particles, cfg.n_perturbations, cfg.n_qc, cfg.n_latent
     p_x_given = decoder(cfg, decoder_width(cfg), perturbation_columns(cfg))
     shift = artifact_log_theta_shift(batch["qc"], cfg)
-    s = cfg.embedding_prior_scale
-    B = batch["D"].shape[0]
+    p_M, p_E = sparse_embedding_priors(cfg)
+    p_A = dist.Normal(0.0, cfg.embedding_prior_scale).expand((L,)).to_event(1)
+    p_zb = dist.Normal(0.0, 1.0).expand((L,)).to_event(1)
     with numpyro.plate("particles", P, dim=-2):
-        M, E = sparse_embedding_prior(cfg, weights)
+        with numpyro.plate("perturbations", T, dim=-1):
+            M = weighted_site("mask", p_M, weights.perturbation)
+            E = weighted_site("E", p_E, weights.perturbation)
         with numpyro.plate("qc", Q, dim=-1):
-            A = weighted_site(
-                "artifact_E", dist.Normal(0.0, s).expand((P, Q, L)).to_event(1), weights.qc
-            )
-        with numpyro.plate("cells", B, dim=-1):
-            z_b = weighted_site(
-                "z_basal", dist.Normal(0.0, 1.0).expand((P, B, L)).to_event(1), weights.cell
-            )
+            A = weighted_site("artifact_E", p_A, weights.qc)
+        with numpyro.plate("cells", batch["D"].shape[0], dim=-1):
+            z_b = weighted_site("z_basal", p_zb, weights.cell)
             z_p = perturbation_offset(batch["D"], M, E)
             artifact = artifact_offset(batch["qc"], A)
             u = decoder_input(z_b, z_p, artifact, cfg.sum_mode, cfg.artifact_block)

@@ -50,9 +50,7 @@ def model(batch: dict, stats: dict, weights: SiteWeights, cfg: ModelConfig) -> N
     p_x_given = decoder(cfg, L + cfg.n_perturbations, (L, L + cfg.n_perturbations))  # d
     B = batch["D"].shape[0]
     with numpyro.plate("particles", P, dim=-2), numpyro.plate("cells", B, dim=-1):
-        z = weighted_site(
-            "z_basal", dist.Normal(0.0, 1.0).expand((P, B, L)).to_event(1), weights.cell
-        )
+        z = weighted_site("z_basal", dist.Normal(0.0, 1.0).expand((L,)).to_event(1), weights.cell)
         weighted_site(
             "x",
             p_x_given(_with_dosage(z, batch["D"]), batch["library_size"]).to_event(1),

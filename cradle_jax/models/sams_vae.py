@@ -20,7 +20,7 @@ from cradle_jax.models.sites import (
     perturbation_offset,
     sparse_embedding_guide,
     sparse_embedding_modules,
-    sparse_embedding_prior,
+    sparse_embedding_priors,
     weighted_site,
 )
 
@@ -57,14 +57,16 @@ def guide(batch: dict, stats: dict, weights: SiteWeights, cfg: ModelConfig) -> N
 
 def model(batch: dict, stats: dict, weights: SiteWeights, cfg: ModelConfig) -> None:
     """p(M) p(E) p(z_b) p(x | z_b + dᵀ(M⊙E)) (or the concatenation)."""
-    P, L = cfg.n_particles, cfg.n_latent
+    P, T, L = cfg.n_particles, cfg.n_perturbations, cfg.n_latent
     p_x_given = decoder(cfg, decoder_width(cfg), perturbation_columns(cfg))
-    B = batch["D"].shape[0]
+    p_M, p_E = sparse_embedding_priors(cfg)
     with numpyro.plate("particles", P, dim=-2):
-        M, E = sparse_embedding_prior(cfg, weights)
-        with numpyro.plate("cells", B, dim=-1):
+        with numpyro.plate("perturbations", T, dim=-1):
+            M = weighted_site("mask", p_M, weights.perturbation)
+            E = weighted_site("E", p_E, weights.perturbation)
+        with numpyro.plate("cells", batch["D"].shape[0], dim=-1):
             z_b = weighted_site(
-                "z_basal", dist.Normal(0.0, 1.0).expand((P, B, L)).to_event(1), weights.cell
+                "z_basal", dist.Normal(0.0, 1.0).expand((L,)).to_event(1), weights.cell
             )
             z_p = perturbation_offset(batch["D"], M, E)
             u = z_b + z_p if cfg.sum_mode else jnp.concatenate([z_b, z_p], axis=-1)

@@ -172,11 +172,11 @@ def sparse_embedding_guide(
     E (P, T, L).
 
     Must be called inside the particle plate (dim −2)."""
-    P, T, L = cfg.n_particles, cfg.n_perturbations, cfg.n_latent
+    P, T = cfg.n_particles, cfg.n_perturbations
     with numpyro.plate("perturbations", T, dim=-1):
         M = weighted_site(
             "mask",
-            StraightThroughBernoulli(logits, cfg.gs_temperature).expand((P, T, L)).to_event(1),
+            StraightThroughBernoulli(logits, cfg.gs_temperature).to_event(1),
             weights.perturbation,
         )
         identity = jnp.broadcast_to(jnp.eye(T, dtype=M.dtype), (P, T, T))
@@ -185,20 +185,10 @@ def sparse_embedding_guide(
     return M, E
 
 
-def sparse_embedding_prior(cfg: ModelConfig, weights: SiteWeights) -> tuple[jax.Array, jax.Array]:
-    """p(M) = Bernoulli(π), p(E) = N(0, s²) (docs/method.md#cradle-model), inside the particle
-    plate."""
-    P, T, L = cfg.n_particles, cfg.n_perturbations, cfg.n_latent
+def sparse_embedding_priors(cfg: ModelConfig) -> tuple[dist.Distribution, dist.Distribution]:
+    """p(M) = Bernoulli(π) and p(E) = N(0, s²) of one perturbation's L latent dimensions, for
+    the sites `mask` and `E` of CRADLE and SAMS-VAE (docs/method.md#cradle-model)."""
     prior_logit = jnp.log(cfg.mask_prior_prob) - jnp.log1p(-cfg.mask_prior_prob)
-    with numpyro.plate("perturbations", T, dim=-1):
-        M = weighted_site(
-            "mask",
-            dist.Bernoulli(logits=prior_logit).expand((P, T, L)).to_event(1),
-            weights.perturbation,
-        )
-        E = weighted_site(
-            "E",
-            dist.Normal(0.0, cfg.embedding_prior_scale).expand((P, T, L)).to_event(1),
-            weights.perturbation,
-        )
-    return M, E
+    L = cfg.n_latent
+    p_M = dist.Bernoulli(logits=prior_logit).expand((L,)).to_event(1)
+    return p_M, dist.Normal(0.0, cfg.embedding_prior_scale).expand((L,)).to_event(1)

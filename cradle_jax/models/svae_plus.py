@@ -80,7 +80,7 @@ def model(batch: dict, stats: dict, weights: SiteWeights, cfg: ModelConfig) -> N
         with numpyro.plate("perturbations", T, dim=-1):
             p = weighted_site(
                 "mask_prob",
-                dist.Beta(cfg.mask_beta_a, cfg.mask_beta_b).expand((P, T, L)).to_event(1),
+                dist.Beta(cfg.mask_beta_a, cfg.mask_beta_b).expand((L,)).to_event(1),
                 weights.perturbation,
             )
             M = weighted_site("mask", dist.Bernoulli(probs=p).to_event(1), weights.perturbation)

@@ -11,7 +11,6 @@ others, which use no QC labels.
 """
 
 from dataclasses import dataclass
-from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -151,11 +150,11 @@ def _traces(
     outside it: a sample site given a value (the global samples of `predictive_iwelbo`) then
     takes no key from the seed handler; outside, it would, and every later site would draw
     other values. Gradients stop at guide sites without a reparametrised sampler; every guide
-    site has one (the mask's straight-through Bernoulli too). `counterfactual` makes CRADLE's
-    guide record the counterfactual basal posterior too."""
+    site has one (the mask's straight-through Bernoulli too). `counterfactual` traces CRADLE's
+    guide that also records the counterfactual basal posterior."""
     family = family_of(cfg)
     model_key, guide_key = jax.random.split(key)
-    guide = partial(family.guide, counterfactual=True) if counterfactual else family.guide
+    guide = cradle.guide_with_counterfactual if counterfactual else family.guide
     model_trace, guide_trace = get_importance_trace(
         handlers.seed(handlers.substitute(family.model, data=params), model_key),
         handlers.seed(handlers.substitute(guide, data=params), guide_key),
