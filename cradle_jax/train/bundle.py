@@ -16,7 +16,7 @@ import ml_collections
 import numpy as np
 
 from cradle_jax import atomic
-from cradle_jax.data.dataset import PerturbData
+from cradle_jax.data.dataset import PerturbData, with_generated_basis
 from cradle_jax.data.perturbations import PerturbationVocabulary
 from cradle_jax.data.qc import QCThresholds
 from cradle_jax.data.statistics import LogStandardizeStats
@@ -61,14 +61,17 @@ class ModelBundle:
 
 
 def model_meta(data: PerturbData, cfg: ModelConfig, config: ml_collections.ConfigDict) -> dict:
-    """The JSON part of a bundle for a model of `cfg` trained on `data` with `config`."""
+    """The JSON part of a bundle for a model of `cfg` trained on `data` with `config`. The
+    generated cells' QC basis is fitted here, where the bundle stores it, rather than at each
+    load of the training data (docs/metrics.md#qc-basis)."""
+    thresholds = with_generated_basis(data, config.data, config.seed).qc_thresholds
     return {
         "config": json.loads(config.to_json()),
         "model": asdict(cfg),
         "vocabulary": data.vocabulary.to_dict(),
         "gene_names": [str(g) for g in data.gene_names],
         "qc_columns": list(data.qc_columns),
-        "qc_thresholds": data.qc_thresholds.to_dict(),
+        "qc_thresholds": thresholds.to_dict(),
         "versions": library_versions(),
     }
 
