@@ -1,6 +1,7 @@
 """A trained model with everything needed to use it without the training data.
 
-The trainer writes `model.json` (architecture, vocabulary, genes, QC thresholds, versions) and
+The trainer writes `model.json` (architecture, vocabulary, genes, QC thresholds, the training
+data's depth, versions) and
 `normalization.npz` into the workdir when training starts; with the best checkpoint's parameters
 they form a ModelBundle. `export` puts a bundle in one .npz file that evaluate and generate can
 load on another machine.
@@ -17,6 +18,7 @@ import numpy as np
 
 from cradle_jax import atomic
 from cradle_jax.data.dataset import PerturbData, with_generated_basis
+from cradle_jax.data.depth import TrainingDepth, training_depth
 from cradle_jax.data.perturbations import PerturbationVocabulary
 from cradle_jax.data.qc import QCThresholds
 from cradle_jax.data.statistics import LogStandardizeStats
@@ -58,6 +60,9 @@ class ModelBundle:
     qc_thresholds: QCThresholds
     normalization: LogStandardizeStats
     versions: dict[str, str]
+    # The library sizes generated cells draw from by default (docs/data.md#training-depth);
+    # None for a model.json or export written before it was recorded.
+    training_depth: TrainingDepth | None = None
 
 
 def model_meta(data: PerturbData, cfg: ModelConfig, config: ml_collections.ConfigDict) -> dict:
@@ -72,6 +77,7 @@ def model_meta(data: PerturbData, cfg: ModelConfig, config: ml_collections.Confi
         "gene_names": [str(g) for g in data.gene_names],
         "qc_columns": list(data.qc_columns),
         "qc_thresholds": thresholds.to_dict(),
+        "training_depth": training_depth(data, config.seed).to_dict(),
         "versions": library_versions(),
     }
 
@@ -110,6 +116,9 @@ def bundle_from_meta(meta: dict, params: dict, normalization: LogStandardizeStat
         qc_thresholds=QCThresholds.from_dict(meta["qc_thresholds"]),
         normalization=normalization,
         versions=meta["versions"],
+        training_depth=(
+            TrainingDepth.from_dict(meta["training_depth"]) if meta.get("training_depth") else None
+        ),
     )
 
 
