@@ -215,9 +215,9 @@ def with_generated_basis(
     """`data` with the generated cells' QC basis (docs/metrics.md#qc-basis): the thresholds in
     `qc_thresholds.generated_basis` and the metrics in `qc_metrics.matrix`, when some real metric
     came from obs (`data` unchanged otherwise). `config` is the `data` section it was loaded
-    with, `seed` the load's. Called where the basis is used, when model.json is written and in
-    evaluation: Scrublet over its cells is work that loading for training does not need. The
-    real cells' metrics, thresholds and flags stay as they are."""
+    with, `seed` the load's. Called where the basis is used (when model.json is written, in
+    evaluation and in `inspect`): Scrublet over its cells is work that loading for training does
+    not need. The real cells' metrics, thresholds and flags stay as they are."""
     basis = qc_sources.matrix_basis(data.counts, data.gene_names, data.qc_metrics, config, seed)
     if basis is None:
         return data

@@ -238,14 +238,13 @@ def _computed(
     The table is indexed by `cell_names` (default: the row positions, as text); names do not
     change the numbers."""
     rows = np.arange(counts.shape[0]) if rows is None else rows
-    names = pd.Index(np.arange(counts.shape[0]).astype(str)) if cell_names is None else cell_names
     blocks = np.array_split(rows, -(-len(rows) // QC_BLOCK))
     block_seeds = host_rng(seed, "qc").integers(0, 2**31, size=len(blocks))
     parts = [
         compute_qc_metrics(
             counts.rows(block),
             var_names,
-            names[block],
+            block.astype(str) if cell_names is None else cell_names[block],
             seed=int(block_seed),
             doublets=doublets,
             warn=False,
