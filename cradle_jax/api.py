@@ -20,7 +20,7 @@ import anndata as ad
 import ml_collections
 import numpy as np
 
-from cradle_jax.config import EVAL_LIBRARY, default_config
+from cradle_jax.config import default_config
 from cradle_jax.data.dataset import PerturbData, load_perturb_data
 from cradle_jax.evaluate.config import eval_settings
 from cradle_jax.evaluate.generation.cells import counterfactual_anndata, generated_anndata
@@ -110,10 +110,12 @@ class CradleVAE:
 
         source="prior": "what do cells under X look like?" `n_cells` new cells per label (default
         100, or as many as `adata` has), basal states drawn from the prior, library size
-        `library` (default 10⁴). source="cells": "what would these cells look like under X?"
-        every cell of `adata` (e.g. the controls) with its own basal state, encoded by the
-        guide, decoded under each label without the artifact; library size each cell's own
-        unless `library` is given. Raw counts in X, QC metrics and `perturbation` in obs.
+        `library` (default: each cell draws one of the library sizes of the training data's
+        QC-pass control cells, docs/data.md#training-depth). source="cells": "what would these
+        cells look like under X?" every cell of `adata` (e.g. the controls) with its own basal
+        state, encoded by the guide, decoded under each label without the artifact; library
+        size each cell's own unless `library` is given. Raw counts in X, QC metrics and
+        `perturbation` in obs.
         """
         if perturbation is None:
             raise ValueError("predict needs perturbation='A' (or a list, e.g. ['A', 'A+B'])")
@@ -130,7 +132,6 @@ class CradleVAE:
             raise ValueError(f"source must be 'prior' or 'cells', got {source!r}")
         if n_cells is None:
             n_cells = 100 if adata is None else adata.n_obs
-        library = EVAL_LIBRARY if library is None else library
         return generated_anndata(self.bundle, labels, n_cells, seed=seed, library=library)
 
     def get_latent(self, adata: ad.AnnData | None = None) -> np.ndarray:

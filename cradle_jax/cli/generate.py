@@ -1,9 +1,9 @@
-"""`cradle-jax generate`: artifact-free cells for perturbations and unseen combinations."""
+"""`cradle-jax generate`: artifact-free cells for perturbations and unseen combinations, at the
+training data's depth unless --library gives one (docs/data.md#training-depth)."""
 
 from absl import flags
 
 from cradle_jax.cli.common import EXPORT, N_CELLS, WORKDIR, check_out_file
-from cradle_jax.config import EVAL_LIBRARY
 from cradle_jax.evaluate.generation.cells import (
     generated_anndata,
     parse_perturbations,
@@ -19,8 +19,10 @@ PERTURBATIONS = flags.DEFINE_string(
 LIBRARY = flags.DEFINE_float(
     "library",
     None,
-    "library size of every generated cell; default: generate 10000 (the original's), predict "
-    "the depth of the --real file's QC-pass control cells (each cell draws one of theirs)",
+    "library size of every generated cell (a fixed depth); default: each cell draws one of the "
+    "library sizes of QC-pass control cells: generate, of the training data's (recorded with "
+    "the model; 10000 for a model saved before that record, with a warning), predict, of the "
+    "--real file's",
 )
 
 
@@ -35,7 +37,16 @@ def run(seed: int, out: str | None) -> None:
     bundle = load_workdir(WORKDIR.value) if WORKDIR.value else load_export(EXPORT.value)[0]
     labels = parse_perturbations(PERTURBATIONS.value, bundle)
     n_cells = 100 if N_CELLS.value is None else N_CELLS.value
-    library = EVAL_LIBRARY if LIBRARY.value is None else LIBRARY.value
-    adata = generated_anndata(bundle, labels, n_cells, seed=seed, library=library)
+    adata = generated_anndata(bundle, labels, n_cells, seed=seed, library=LIBRARY.value)
     path = write_anndata(adata, out)
-    print(f"wrote {path}: {adata.n_obs} cells x {adata.n_vars} genes ({', '.join(labels)})")
+    print(
+        f"wrote {path}: {adata.n_obs} cells x {adata.n_vars} genes ({', '.join(labels)}), "
+        f"{_depth_words(adata.uns['cradle_jax']['library_size'])}"
+    )
+
+
+def _depth_words(record: dict) -> str:
+    """The generated cells' depth as uns records it, in a few words."""
+    if "fixed" in record:
+        return f"library size {record['fixed']:g}"
+    return f"library sizes drawn from {record['drawn_from']} (median {record['median']:g})"

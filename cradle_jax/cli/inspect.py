@@ -6,7 +6,7 @@ from absl import flags
 
 from cradle_jax.config import data_config
 from cradle_jax.data import qc
-from cradle_jax.data.dataset import PerturbData, load_perturb_data
+from cradle_jax.data.dataset import PerturbData, load_perturb_data, with_generated_basis
 from cradle_jax.evaluate.scores.qc_rate import generated_criteria
 
 _DATA = data_config()
@@ -47,7 +47,8 @@ def run(seed: int) -> None:
         qc_columns=QC_COLUMNS.value or None,
         backed=BACKED.value,
     )
-    data = load_perturb_data(config.path, config, seed)
+    # The generated cells' QC basis too: the summary says how generated cells would be judged.
+    data = with_generated_basis(load_perturb_data(config.path, config, seed), config, seed)
     summary = data.summary()
     summary["qc_fail_fraction_by_threshold"] = _fail_fractions(data)
     summary["qc_thresholds"] = data.qc_thresholds.to_dict()

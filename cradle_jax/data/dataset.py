@@ -17,8 +17,8 @@ import pandas as pd
 import scipy.sparse as sp
 
 from cradle_jax.data import qc as qc_rules
+from cradle_jax.data import qc_sources, splits
 from cradle_jax.data import references as refs
-from cradle_jax.data import splits
 from cradle_jax.data.backed_file import BackedH5ad
 from cradle_jax.data.counterfactual_rows import CounterfactualRows, counterfactual_rows
 from cradle_jax.data.counts import (
@@ -35,7 +35,6 @@ from cradle_jax.data.perturbations import (
     non_assignment_labels,
     read_labels,
 )
-from cradle_jax.data.qc_sources import qc_metrics_of
 from cradle_jax.data.statistics import LogStandardizeStats, ObsCounts, log_standardize_stats
 from cradle_jax.data.statistics import obs_counts as count_obs
 
@@ -172,7 +171,7 @@ def _load(
     )
     treatments, treatment_of_cell = np.unique(labels, return_inverse=True)
     dosage = vocab.dosage(treatments.tolist())[treatment_of_cell]
-    metrics = qc_metrics_of(adata, counts, config, seed, matrix_basis=True)
+    metrics = qc_sources.qc_metrics_of(adata, counts, config, seed)
     thresholds = qc_rules.fit_thresholds(metrics)
     flags = qc_rules.qc_flags(metrics.table, thresholds, config.qc_threshold)
     qc_matrix, qc_columns = qc_matrix_of(flags, config.qc_mode)
@@ -210,20 +209,35 @@ def _load(
     )
 
 
+def with_generated_basis(
+    data: PerturbData, config: ml_collections.ConfigDict, seed: int
+) -> PerturbData:
+    """`data` with the generated cells' QC basis (docs/metrics.md#qc-basis): the thresholds in
+    `qc_thresholds.generated_basis` and the metrics in `qc_metrics.matrix`, when some real metric
+    came from obs (`data` unchanged otherwise). `config` is the `data` section it was loaded
+    with, `seed` the load's. Called where the basis is used (when model.json is written, in
+    evaluation and in `inspect`): Scrublet over its cells is work that loading for training does
+    not need. The real cells' metrics, thresholds and flags stay as they are."""
+    basis = qc_sources.matrix_basis(data.counts, data.gene_names, data.qc_metrics, config, seed)
+    if basis is None:
+        return data
+    thresholds = dataclasses.replace(
+        data.qc_thresholds, generated_basis=qc_rules.fit_thresholds(basis)
+    )
+    metrics = dataclasses.replace(data.qc_metrics, matrix=_compact(basis, basis.table.index))
+    return dataclasses.replace(data, qc_thresholds=thresholds, qc_metrics=metrics)
+
+
 def _compact(metrics: qc_rules.QCMetrics, index: pd.Index | None = None) -> qc_rules.QCMetrics:
-    """The metrics as kept after the flags are made (for plots and `inspect`): rows by position
-    (or `index`), continuous columns in float32, and so the matrix-genes metrics beside them,
-    indexed by the positions of the cells they were computed for, when some came from obs (the
-    real side of plots against generated cells, docs/metrics.md#qc-basis). A name index would
-    keep every cell name alive, and float64 would double the largest table."""
+    """The metrics as kept after the flags (or the basis thresholds) are made, for plots and
+    `inspect`: rows by position (or `index`: the positions of the cells the generated cells'
+    basis was computed for), continuous columns in float32. A name index would keep every cell
+    name alive, and float64 would double the largest table. Empties `metrics.table`."""
     table = pd.DataFrame(index=pd.RangeIndex(len(metrics.table)) if index is None else index)
     for column in metrics.table.columns:  # one column at a time: no second copy of the table
         values = metrics.table.pop(column).to_numpy()
         table[column] = values.astype(np.float32) if values.dtype == np.float64 else values
-    matrix = (
-        None if metrics.matrix is None else _compact(metrics.matrix, metrics.matrix.table.index)
-    )
-    return dataclasses.replace(metrics, table=table, matrix=matrix)
+    return dataclasses.replace(metrics, table=table)
 
 
 def count_source(adata: ad.AnnData, layer: str) -> CountSource:

@@ -61,8 +61,9 @@ class QCMetrics:
     ("obs", "computed" or "obs+computed"), `sources` per metric ("obs:<column>" or "computed";
     a metric it does not name takes `source`'s). `doublet_threshold` is the Scrublet
     doublet-score threshold the call used (the mean over row blocks), None where the call came
-    from obs or Scrublet set none. `matrix` holds, when some metric came from obs, the same
-    cells' metrics computed over the matrix's genes: the basis generated cells are scored on
+    from obs or Scrublet set none. `matrix` holds, once fitted where it is used
+    (`qc_sources.matrix_basis`) and when some metric came from obs, the same cells' metrics
+    computed over the matrix's genes: the basis generated cells are scored on
     (docs/metrics.md#qc-basis).
     """
 
@@ -216,7 +217,8 @@ class QCThresholds:
     (`QCMetrics.criterion_sources`).
     `generated_basis`, when some real metric came from obs, holds the thresholds fitted on the
     real cells' metrics computed over the matrix's genes, which generated cells are scored
-    against instead (docs/metrics.md#qc-basis).
+    against instead (docs/metrics.md#qc-basis); it is fitted where it is used (model.json,
+    evaluation, `inspect`), so data loaded for training carry None.
     """
 
     medians: dict[str, float]
@@ -280,9 +282,13 @@ class QCThresholds:
 def fit_thresholds(metrics: QCMetrics) -> QCThresholds:
     """Median and MAD of every available continuous metric over all cells of the table, with
     each metric's source; when `metrics.matrix` is there, the same fitted on it as the
-    generated cells' basis (docs/metrics.md#qc-basis)."""
+    generated cells' basis (docs/metrics.md#qc-basis).
+
+    A real doublet call that flags no cell is reported only where generated cells are judged by
+    these thresholds: when every metric was computed over the matrix's genes. Otherwise they are
+    judged on the matrix basis, whose own fit reports its call."""
     basis = None if metrics.matrix is None else fit_thresholds(metrics.matrix)
-    thresholds = _fitted(metrics, warn_doublets=basis is None)
+    thresholds = _fitted(metrics, warn_doublets=basis is None and metrics.source == "computed")
     return replace(thresholds, sources=metrics.criterion_sources(), generated_basis=basis)
 
 

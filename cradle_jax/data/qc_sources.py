@@ -6,14 +6,15 @@ and `pct_counts_mt`, say, when the matrix holds a gene subset, numbers that the 
 cannot reproduce. The metrics obs has are used as given and only the missing ones are computed,
 by row block with scanpy and Scrublet; `data.qc_columns` names obs columns spelled differently.
 For the thresholds generated cells are scored against, the metrics taken from obs are computed
-over the matrix's genes as well (docs/metrics.md#qc-basis), on at most BASIS_CELLS cells drawn by
-the seed: thresholds are a median and a MAD, which a sample of that size pins down, while every
-cell of a million-cell file would cost a Scrublet run over all of them at each load.
+over the matrix's genes as well (`matrix_basis`, docs/metrics.md#qc-basis), on at most
+BASIS_CELLS cells drawn by the seed: thresholds are a median and a MAD, which a sample of that
+size pins down, while every cell of a million-cell file would cost a Scrublet run over all of
+them. That basis is fitted where it is used, not when data are loaded for training.
 """
 
 import dataclasses
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 import ml_collections
 import numpy as np
@@ -140,69 +141,63 @@ def _bool_column(obs: pd.DataFrame, name: str) -> np.ndarray:
 
 
 def qc_metrics_of(
-    adata,
-    counts: CountSource,
-    config: ml_collections.ConfigDict,
-    seed: int,
-    *,
-    matrix_basis: bool = False,
+    adata, counts: CountSource, config: ml_collections.ConfigDict, seed: int
 ) -> QCMetrics:
     """QC metrics of every cell of `adata` (an AnnData or a BackedH5ad): those obs has, as
-    given; the rest computed by row block (docs/data.md#qc-metrics). With `matrix_basis`, when
-    some metric came from obs, `QCMetrics.matrix` holds every metric computed over the matrix's
-    genes, the basis generated cells are scored on (docs/metrics.md#qc-basis)."""
+    given; the rest computed by row block (docs/data.md#qc-metrics). The generated cells' basis
+    is not part of it: `matrix_basis` fits that where it is used."""
     columns = obs_qc_columns(adata.obs.columns, config.get("qc_columns"))
     from_obs = qc_metrics_from_obs(adata.obs, columns)
     missing = [metric for metric in QC_METRICS if metric not in columns]
     if from_obs is None:
-        return _warned(_computed(adata, counts, seed, doublets=config.qc_doublets))
-    if not missing and not matrix_basis:
+        return _warned(
+            _computed(counts, adata.var_names, seed, config.qc_doublets, adata.obs_names)
+        )
+    if not missing:
         return from_obs
-    computed = None
-    if missing:
-        doublets = config.qc_doublets and DOUBLET in missing
-        computed = _computed(adata, counts, seed, doublets=doublets)
-    basis = None
-    if matrix_basis:
-        basis = _basis(adata, counts, seed, config.qc_doublets, computed)
-        computed = computed or basis
+    doublets = config.qc_doublets and DOUBLET in missing
+    computed = _computed(counts, adata.var_names, seed, doublets, adata.obs_names)
     log.info(
         "QC metrics from obs: %s; computed over the %d genes of the matrix: %s",
         ", ".join(f"{metric} ({source})" for metric, source in from_obs.sources.items()),
         len(adata.var_names),
-        ", ".join(missing) or "none",
+        ", ".join(missing),
     )
-    for metric, source in from_obs.sources.items() if basis is not None else ():
-        if metric in basis.unavailable:
+    return _warned(_merged(from_obs, computed, missing))
+
+
+def matrix_basis(
+    counts: CountSource,
+    var_names: Sequence[str],
+    metrics: QCMetrics,
+    config: ml_collections.ConfigDict,
+    seed: int,
+) -> QCMetrics | None:
+    """Every metric over the matrix's genes for at most BASIS_CELLS cells (all of a smaller
+    file), its table indexed by the cells' row positions: the basis generated cells are scored
+    on when some of the real `metrics` came from obs (docs/metrics.md#qc-basis); None when every
+    real metric was computed over the matrix's genes, which then are the basis.
+
+    Scrublet over those cells costs time and memory that training does not need, so this runs
+    where the basis is used (model.json, evaluation's violins, `inspect`), not at each load."""
+    if metrics.source == "computed":
+        return None
+    n_cells = counts.shape[0]
+    rows = np.arange(n_cells)
+    if n_cells > BASIS_CELLS:
+        rows = np.sort(host_rng(seed, "qc-basis").choice(n_cells, BASIS_CELLS, replace=False))
+    basis = _computed(counts, var_names, seed, config.qc_doublets, rows=rows)
+    for metric, source in metrics.criterion_sources().items():
+        if source.startswith("obs:") and metric in basis.unavailable:
             log.warning(
                 "QC metric %s comes from %s and cannot be computed over the matrix's genes "
                 "(%s): generated cells are not judged by it",
                 metric, source, basis.unavailable[metric],
             )  # fmt: skip
-    return _warned(_merged(from_obs, computed, missing, basis))
-
-
-def _basis(
-    adata, counts: CountSource, seed: int, doublets: bool, computed: QCMetrics | None
-) -> QCMetrics:
-    """Every metric over the matrix's genes for at most BASIS_CELLS cells (all of a smaller
-    file), its table indexed by the cells' row positions; `computed` is reused when it already
-    holds them all, the doublet call included."""
-    n_cells = counts.shape[0]
-    if n_cells <= BASIS_CELLS:
-        rows = np.arange(n_cells)
-        if computed is not None and (DOUBLET in computed.table.columns or not doublets):
-            return dataclasses.replace(computed, table=computed.table.set_axis(rows))
-    else:
-        sample = host_rng(seed, "qc-basis").choice(n_cells, BASIS_CELLS, replace=False)
-        rows = np.sort(sample)
-    basis = _computed(adata, counts, seed, doublets=doublets, rows=rows)
     return dataclasses.replace(basis, table=basis.table.set_axis(rows))
 
 
-def _merged(
-    from_obs: QCMetrics, computed: QCMetrics, missing: list[str], basis: QCMetrics | None
-) -> QCMetrics:
+def _merged(from_obs: QCMetrics, computed: QCMetrics, missing: list[str]) -> QCMetrics:
     """The obs metrics beside the computed ones that obs lacks, rows in file order."""
     table = pd.DataFrame(index=from_obs.table.index)
     for metric in QC_METRICS:
@@ -217,7 +212,6 @@ def _merged(
         source="obs+computed" if mixed else "obs",
         doublet_threshold=computed.doublet_threshold if DOUBLET in missing else None,
         sources={metric: from_obs.sources.get(metric, "computed") for metric in table.columns},
-        matrix=basis,
     )
 
 
@@ -231,19 +225,26 @@ def _warned(metrics: QCMetrics) -> QCMetrics:
 
 
 def _computed(
-    adata, counts: CountSource, seed: int, doublets: bool, rows: np.ndarray | None = None
+    counts: CountSource,
+    var_names: Sequence[str],
+    seed: int,
+    doublets: bool,
+    cell_names: pd.Index | None = None,
+    rows: np.ndarray | None = None,
 ) -> QCMetrics:
     """Every QC metric computed over the matrix's genes for the cells `rows` (all by default),
     on equal row blocks of at most QC_BLOCK cells: a backed file is never loaded whole, and no
-    small tail block is too small for Scrublet, which runs per block as it would per sample."""
+    small tail block is too small for Scrublet, which runs per block as it would per sample.
+    The table is indexed by `cell_names` (default: the row positions, as text); names do not
+    change the numbers."""
     rows = np.arange(counts.shape[0]) if rows is None else rows
     blocks = np.array_split(rows, -(-len(rows) // QC_BLOCK))
     block_seeds = host_rng(seed, "qc").integers(0, 2**31, size=len(blocks))
     parts = [
         compute_qc_metrics(
             counts.rows(block),
-            adata.var_names,
-            adata.obs_names[block],
+            var_names,
+            block.astype(str) if cell_names is None else cell_names[block],
             seed=int(block_seed),
             doublets=doublets,
             warn=False,

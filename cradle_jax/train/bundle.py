@@ -1,6 +1,7 @@
 """A trained model with everything needed to use it without the training data.
 
-The trainer writes `model.json` (architecture, vocabulary, genes, QC thresholds, versions) and
+The trainer writes `model.json` (architecture, vocabulary, genes, QC thresholds, the training
+data's depth, versions) and
 `normalization.npz` into the workdir when training starts; with the best checkpoint's parameters
 they form a ModelBundle. `export` puts a bundle in one .npz file that evaluate and generate can
 load on another machine.
@@ -17,7 +18,8 @@ import numpy as np
 
 from cradle_jax import atomic
 from cradle_jax.config import model_config
-from cradle_jax.data.dataset import PerturbData
+from cradle_jax.data.dataset import PerturbData, with_generated_basis
+from cradle_jax.data.depth import TrainingDepth, training_depth
 from cradle_jax.data.perturbations import PerturbationVocabulary
 from cradle_jax.data.qc import QCThresholds
 from cradle_jax.data.statistics import LogStandardizeStats
@@ -59,17 +61,24 @@ class ModelBundle:
     qc_thresholds: QCThresholds
     normalization: LogStandardizeStats
     versions: dict[str, str]
+    # The library sizes generated cells draw from by default (docs/data.md#training-depth);
+    # None for a model.json or export written before it was recorded.
+    training_depth: TrainingDepth | None = None
 
 
 def model_meta(data: PerturbData, cfg: ModelConfig, config: ml_collections.ConfigDict) -> dict:
-    """The JSON part of a bundle for a model of `cfg` trained on `data` with `config`."""
+    """The JSON part of a bundle for a model of `cfg` trained on `data` with `config`. The
+    generated cells' QC basis is fitted here, where the bundle stores it, rather than at each
+    load of the training data (docs/metrics.md#qc-basis)."""
+    thresholds = with_generated_basis(data, config.data, config.seed).qc_thresholds
     return {
         "config": json.loads(config.to_json()),
         "model": asdict(cfg),
         "vocabulary": data.vocabulary.to_dict(),
         "gene_names": [str(g) for g in data.gene_names],
         "qc_columns": list(data.qc_columns),
-        "qc_thresholds": data.qc_thresholds.to_dict(),
+        "qc_thresholds": thresholds.to_dict(),
+        "training_depth": training_depth(data, config.seed).to_dict(),
         "versions": library_versions(),
     }
 
@@ -109,6 +118,9 @@ def bundle_from_meta(meta: dict, params: dict, normalization: LogStandardizeStat
         qc_thresholds=QCThresholds.from_dict(meta["qc_thresholds"]),
         normalization=normalization,
         versions=meta["versions"],
+        training_depth=(
+            TrainingDepth.from_dict(meta["training_depth"]) if meta.get("training_depth") else None
+        ),
     )
 
 

@@ -4,6 +4,8 @@ import pandas as pd
 import pytest
 
 from cradle_jax.adapters import replogle
+from cradle_jax.config import data_config
+from cradle_jax.data.dataset import with_generated_basis
 from cradle_jax.data.errors import DataError
 from tests.adapters.conftest import GENES, cell_names, load_prepared, poisson_counts
 
@@ -62,7 +64,10 @@ def test_labels_genes_and_loading(tmp_path):
     data = load_prepared(prepared, tmp_path, reference_group_key="gene")
     assert data.qc_metrics.criterion_sources()["UMI_count"] == "obs:UMI_count"
     assert data.qc_metrics.criterion_sources()["ngenes"] == "computed"
-    assert data.qc_thresholds.for_generated_cells().medians["UMI_count"] < 12000
+    config = data_config()
+    config.qc_doublets = False  # as load_prepared
+    basis = with_generated_basis(data, config, 0).qc_thresholds.for_generated_cells()
+    assert basis.medians["UMI_count"] < 12000
     assert data.vocabulary.size == 3
     assert all("+" not in single for single in data.vocabulary.singles)
 

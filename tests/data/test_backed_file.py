@@ -14,7 +14,7 @@ from cradle_jax.data import counts as counts_module
 from cradle_jax.data.backed_file import BackedH5ad
 from cradle_jax.data.batches import iterate_batches
 from cradle_jax.data.counts import BackedCounts
-from cradle_jax.data.dataset import load_perturb_data
+from cradle_jax.data.dataset import load_perturb_data, with_generated_basis
 from cradle_jax.data.references import reference_medians
 from tests.conftest import labels_with_pairs, make_adata
 
@@ -87,7 +87,9 @@ def test_backed_loading_takes_partial_and_renamed_obs_metrics(config, tmp_path):
     np.testing.assert_array_equal(
         backed.qc_metrics.table["UMI_count"], adata.obs["total_umis"].astype(np.float32)
     )
-    basis = backed.qc_thresholds.for_generated_cells()
+    with_basis = with_generated_basis(backed, config, 0).qc_thresholds
+    assert with_basis == with_generated_basis(in_memory, config, 0).qc_thresholds
+    basis = with_basis.for_generated_cells()
     assert basis.medians["UMI_count"] == np.median(np.asarray(adata.X.sum(1)).ravel())
     backed.counts.close()
 

@@ -156,9 +156,12 @@ def test_generated_doublet_calls_count_only_where_the_real_data_had_one():
 def test_a_doublet_call_that_flags_no_real_cell_is_not_used_for_generated_cells(caplog):
     real = metric_table()
     real["predicted_doublet"] = False
-    thresholds = qc.fit_thresholds(qc.QCMetrics(real, {}, "obs"))
+    thresholds = qc.fit_thresholds(qc.QCMetrics(real, {}, "computed"))
     assert not thresholds.doublets
     assert any("called no cell a doublet" in r.getMessage() for r in caplog.records)
+    caplog.clear()  # from obs, generated cells are judged on the matrix basis: no word here
+    assert not qc.fit_thresholds(qc.QCMetrics(real, {}, "obs")).doublets
+    assert not any("called no cell a doublet" in r.getMessage() for r in caplog.records)
     generated = pd.DataFrame({"UMI_count": [1e4, 1e4], "predicted_doublet": [True, False]})
     flags = qc.qc_flags(generated, thresholds, 3, doublets=thresholds.doublets)
     assert list(flags.columns) == ["qc_UMI_count"]

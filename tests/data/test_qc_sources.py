@@ -2,6 +2,7 @@
 rest computed, columns renamed by data.qc_columns, and the matrix-genes basis of generated cells
 (docs/metrics.md#qc-basis)."""
 
+import dataclasses
 import json
 import logging
 
@@ -54,9 +55,15 @@ def scanpy_metrics(adata: ad.AnnData) -> pd.DataFrame:
 
 
 def load_metrics(adata: ad.AnnData, matrix_basis: bool = False, **settings) -> qc.QCMetrics:
+    """The metrics as loaded, with the generated cells' basis beside them if `matrix_basis`."""
     config = data_config()
     config.update({"qc_doublets": False, **settings})
-    return qc_metrics_of(adata, InMemoryCounts(adata.X), config, 0, matrix_basis=matrix_basis)
+    counts = InMemoryCounts(adata.X)
+    metrics = qc_metrics_of(adata, counts, config, 0)
+    if not matrix_basis:
+        return metrics
+    basis = qc_sources.matrix_basis(counts, adata.var_names, metrics, config, 0)
+    return dataclasses.replace(metrics, matrix=basis)
 
 
 def test_partial_obs_metrics_are_used_as_given_and_the_rest_computed():
@@ -77,7 +84,7 @@ def test_partial_obs_metrics_are_used_as_given_and_the_rest_computed():
         "pct_counts_hb": "computed",
         "predicted_doublet": "unavailable: doublet calling switched off",
     }
-    assert metrics.matrix is None  # only asked for by the loader
+    assert metrics.matrix is None  # fitted where it is used, not at load
 
 
 def test_all_six_in_obs_are_read_without_computing():

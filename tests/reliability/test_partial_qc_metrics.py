@@ -12,7 +12,7 @@ import pytest
 
 from cradle_jax.config import data_config
 from cradle_jax.data import qc_sources
-from cradle_jax.data.dataset import load_perturb_data
+from cradle_jax.data.dataset import load_perturb_data, with_generated_basis
 from cradle_jax.data.qc import QCThresholds, compute_qc_metrics
 from cradle_jax.data.simulate import SimulationConfig, simulate
 from cradle_jax.evaluate.generation.cells import generated_counts
@@ -149,7 +149,7 @@ def test_simulated_gene_subset_with_whole_transcriptome_obs_metrics():
     for metric in ("UMI_count", "ngenes", "pct_counts_mt"):
         whole.obs[metric] = full.table[metric].to_numpy()
     subset = whole[:, 60:100].copy()  # no MT- gene among them
-    data = load_perturb_data(subset, data_config(), 0)
+    data = with_generated_basis(load_perturb_data(subset, data_config(), 0), data_config(), 0)
     clean = ~subset.obs["is_artifact"].to_numpy(bool)
     cells, labels = subset.X[clean], data.labels[clean]
     _, rates = score_generated_cells(cells, labels, data.gene_names, data.qc_thresholds, seed=0)
@@ -168,7 +168,7 @@ def test_the_qc_violins_compare_real_cells_over_the_models_genes(screen):
     generated cells are scored against, not the obs numbers 20 times larger."""
     config = data_config()
     config.qc_columns = RENAMED
-    data = load_perturb_data(str(screen), config, 0)
+    data = with_generated_basis(load_perturb_data(str(screen), config, 0), config, 0)
     generated = data.qc_metrics.matrix.table.assign(perturbation=data.labels)
     real, shown, thresholds = violin_sides(data, data.qc_thresholds, generated, "A")
     counts = np.asarray(subset_screen().X.sum(1)).ravel()[data.labels == "A"]
@@ -185,7 +185,7 @@ def test_the_qc_violins_follow_the_sampled_basis_of_a_large_file(screen, monkeyp
     monkeypatch.setattr(qc_sources, "BASIS_CELLS", 60)
     config = data_config()
     config.qc_columns = RENAMED
-    data = load_perturb_data(str(screen), config, 0)
+    data = with_generated_basis(load_perturb_data(str(screen), config, 0), config, 0)
     generated = data.qc_metrics.matrix.table.assign(perturbation="A")
     real, _, _ = violin_sides(data, data.qc_thresholds, generated, "A")
     rows = real.index.to_numpy()

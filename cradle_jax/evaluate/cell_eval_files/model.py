@@ -16,10 +16,11 @@ import pandas as pd
 import scipy.sparse as sp
 
 from cradle_jax.data.counts import InMemoryCounts, check_counts
-from cradle_jax.data.dataset import count_source, qc_metrics_of
+from cradle_jax.data.dataset import count_source
 from cradle_jax.data.errors import DataError
 from cradle_jax.data.perturbations import read_labels
 from cradle_jax.data.qc import qc_flags, total_qc
+from cradle_jax.data.qc_sources import qc_metrics_of
 from cradle_jax.evaluate.generation.cells import generated_counts
 from cradle_jax.evaluate.generation.names import generated_cell_names
 from cradle_jax.train.bundle import ModelBundle

@@ -1,6 +1,7 @@
 """Generated artifact-free cells as AnnData, with QC metrics: from the prior (`cradle-jax
 generate`) or as counterfactuals of real cells."""
 
+import logging
 from pathlib import Path
 
 import anndata as ad
@@ -18,6 +19,8 @@ from cradle_jax.evaluate.generation.qc_metrics import generated_qc
 from cradle_jax.models.families import check_dosage
 from cradle_jax.train.bundle import ModelBundle
 from cradle_jax.train.keys import purpose_key
+
+log = logging.getLogger(__name__)
 
 
 def parse_perturbations(text: str, bundle: ModelBundle) -> list[str]:
@@ -63,22 +66,43 @@ def generated_counts(
     return counts, np.repeat(np.asarray(labels, dtype=object), n_cells)
 
 
+def generation_depth(bundle: ModelBundle, library: float | None) -> tuple[float | np.ndarray, dict]:
+    """The library size of every generated cell, or the sizes each cell draws its own from, and
+    how uns['cradle_jax'] records them: `library` when given; else the training data's depth
+    the model records (docs/data.md#training-depth); else, for a model saved before that
+    record, EVAL_LIBRARY, with one warning line saying so."""
+    if library is not None:
+        return float(library), {"fixed": float(library)}
+    depth = bundle.training_depth
+    if depth is None:
+        log.warning(
+            "this model was saved without its training data's depth (by an older cradle-jax): "
+            "generated cells get library size %g; give --library N for another depth",
+            EVAL_LIBRARY,
+        )
+        return EVAL_LIBRARY, {"fixed": EVAL_LIBRARY, "why": "the model records no training depth"}
+    return depth.library_sizes, depth.record()
+
+
 def generated_anndata(
     bundle: ModelBundle,
     labels: list[str],
     n_cells: int,
     *,
     seed: int,
-    library: float = EVAL_LIBRARY,
+    library: float | None = None,
     doublets: bool = True,
 ) -> ad.AnnData:
     """`n_cells` artifact-free cells per label, basal states from the prior: raw counts in X
-    (CSR), obs `perturbation` and the QC metrics of each cell, deterministic in `seed`."""
+    (CSR), obs `perturbation` and the QC metrics of each cell, deterministic in `seed`. Each
+    cell's library size is `library`, or by default drawn from the training data's depth
+    (`generation_depth`)."""
+    depth, depth_record = generation_depth(bundle, library)
     counts, cell_labels = generated_counts(
-        bundle, labels, n_cells, key_data=purpose_key(seed, "generate"), library=library
+        bundle, labels, n_cells, key_data=purpose_key(seed, "generate"), library=depth
     )
     names = generated_cell_names(cell_labels)
-    provenance = {"library_size": float(library), "source": "prior"}
+    provenance = {"library_size": depth_record, "source": "prior"}
     return _annotated(bundle, counts, cell_labels, labels, names, seed, doublets, provenance)
 
 

@@ -16,9 +16,10 @@ from numpyro import handlers
 
 from cradle_jax.data.batches import build_batch, pad_rows
 from cradle_jax.data.counts import check_counts
-from cradle_jax.data.dataset import PerturbData, count_source, qc_matrix_of, qc_metrics_of
+from cradle_jax.data.dataset import PerturbData, count_source, qc_matrix_of
 from cradle_jax.data.errors import DataError
 from cradle_jax.data.qc import qc_flags
+from cradle_jax.data.qc_sources import qc_metrics_of
 from cradle_jax.models.families import check_dosage, family_of
 from cradle_jax.models.sites import SiteWeights
 from cradle_jax.train.bundle import ModelBundle

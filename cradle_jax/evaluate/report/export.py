@@ -3,10 +3,11 @@
 A `.cradle` file is an uncompressed NumPy .npz holding the parameters (one array per leaf,
 keyed by its path), the normalisation statistics, the data side of the evaluation (labels, data
 ATE, planted truth when simulated, test IWELBO) and a JSON record (format version, config,
-architecture, vocabulary, genes, QC thresholds, library versions). No pickled objects: any NumPy
-reads it. Written atomically. The non-learned baselines' ATE tables, each split's own data ATE,
-each cell's split by name and the real cells' library sizes for the QC pass rate ride along
-(absent in exports older than them, which still load).
+architecture, vocabulary, genes, QC thresholds, the training data's depth, library versions).
+No pickled objects: any NumPy reads it. Written atomically. The non-learned baselines' ATE
+tables, each split's own data ATE, each cell's split by name, the real cells' library sizes for
+the QC pass rate and the training data's depth ride along (absent in exports older than them,
+which still load).
 """
 
 import json
@@ -65,6 +66,9 @@ def export_model(bundle: ModelBundle, reference: DataReference, out: str | os.Pa
         "gene_names": [str(g) for g in bundle.gene_names],
         "qc_columns": list(bundle.qc_columns),
         "qc_thresholds": bundle.qc_thresholds.to_dict(),
+        "training_depth": (
+            None if bundle.training_depth is None else bundle.training_depth.to_dict()
+        ),
         "versions": {"trained_with": bundle.versions, "exported_with": library_versions()},
         "reference": {
             "labels": reference.labels,

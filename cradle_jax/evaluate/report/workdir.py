@@ -14,7 +14,7 @@ import ml_collections
 import numpy as np
 
 from cradle_jax.data.cell_splits import write_cell_splits
-from cradle_jax.data.dataset import PerturbData, load_perturb_data
+from cradle_jax.data.dataset import PerturbData, load_perturb_data, with_generated_basis
 from cradle_jax.data.simulate import load_truth
 from cradle_jax.evaluate.config import eval_settings
 from cradle_jax.evaluate.report.run import evaluate, write_results
@@ -72,7 +72,10 @@ def evaluate_workdir(
         bundle, data, settings, seed=seed, truth=truth_beside(bundle.config.data.path)
     )
     metrics, tables, generated = evaluate(bundle, reference, settings, seed=seed)
-    figures = write_plots(bundle, data, tables, generated, workdir, seed=seed) if plots else []
+    figures = []
+    if plots:  # the violins' real side is on the generated cells' QC basis
+        shown = with_generated_basis(data, bundle.config.data, seed)
+        figures = write_plots(bundle, shown, tables, generated, workdir, seed=seed)
     write_cell_splits(reference.cell_splits, workdir)
     path = write_results(metrics, tables, workdir)
     return WorkdirEvaluation(metrics=metrics, path=path, figures=figures)

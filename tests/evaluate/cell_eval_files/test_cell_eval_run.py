@@ -19,7 +19,7 @@ from cradle_jax.train.bundle import load_workdir
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).parents[2]
+ROOT = Path(__file__).parents[3]  # the repository root
 FULL_PROFILE = (
     "overlap_at_N", "precision_at_N", "de_spearman_sig", "de_direction_match", "pr_auc",
     "roc_auc", "pearson_delta", "mse", "mae", "mse_delta", "mae_delta",

@@ -42,4 +42,6 @@ def test_generation_is_deterministic_for_a_seed_and_round_trips(bundle, tmp_path
     np.testing.assert_array_equal(back.X.toarray(), first.X.toarray())
     assert back.obs["perturbation"].tolist() == first.obs["perturbation"].tolist()
     assert list(back.var_names) == list(bundle.gene_names)
-    assert back.uns["cradle_jax"]["library_size"] == 1e4
+    depth = back.uns["cradle_jax"]["library_size"]  # the training data's, by default
+    assert depth["drawn_from"].startswith("the training data's QC-pass")
+    assert depth["median"] == float(np.median(bundle.training_depth.library_sizes))

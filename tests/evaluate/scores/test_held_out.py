@@ -19,7 +19,7 @@ from cradle_jax.train.bundle import load_workdir
 from cradle_jax.train.loop import train_and_evaluate
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).parents[2]
+ROOT = Path(__file__).parents[3]  # the repository root
 NOISE = 0.02  # tolerance for Monte Carlo noise in a mean over five pairs (measured gaps: < 0.005)
 
 
