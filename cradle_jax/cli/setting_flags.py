@@ -10,7 +10,7 @@ it). So the command line rewrites the message's ending for the command at hand.
 from cradle_jax.data.errors import DataError
 
 # The data settings `cradle-jax inspect` takes as flags of its own (cli/inspect.py).
-INSPECT_FLAGS = {
+own_flags_of_inspect = {
     f"data.{name}": f"--{name}"
     for name in ("layer", "perturbation_key", "control_label", "separator", "split", "qc_threshold")
 }
@@ -20,8 +20,8 @@ def fix_for(command: str, setting: str) -> str:
     """How a user of `command` changes `setting` (a config field such as data.control_label)."""
     if command == "train":
         return f"give --config.{setting}=VALUE"
-    if command == "inspect" and setting in INSPECT_FLAGS:
-        return f"give {INSPECT_FLAGS[setting]}=VALUE"
+    if command == "inspect" and setting in own_flags_of_inspect:
+        return f"give {own_flags_of_inspect[setting]}=VALUE"
     if command == "sweep":
         return f"give --set {setting}=VALUE (or set it in the sweep file)"
     if command in ("evaluate", "export"):
