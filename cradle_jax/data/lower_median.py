@@ -73,10 +73,10 @@ def lower_median_rows(
     where `position` (C, k) holds row numbers into `rows`, padded with -1 at the end (k_i = the
     row numbers before the padding; a cell with none gets an empty row)."""
     position = np.ascontiguousarray(position, dtype=np.int32)
-    parts = indexed_rows(rows)
+    indexed = indexed_rows(rows)
 
     def run(lo: int, hi: int):
-        return _position_medians(position[lo:hi], *parts)
+        return _position_medians(position[lo:hi], *_kernel_arrays(indexed))
 
     return _in_threads(len(position), threads, run, n_genes)
 
@@ -100,10 +100,16 @@ def pool_median_rows(
 
     def run(lo: int, hi: int):
         return _pool_medians(
-            cells[lo:hi], pool_start[lo:hi], pool_size[lo:hi], n_samples, np.uint64(key), *rows
-        )
+            cells[lo:hi], pool_start[lo:hi], pool_size[lo:hi], n_samples, np.uint64(key),
+            *_kernel_arrays(rows),
+        )  # fmt: skip
 
     return _in_threads(len(cells), threads, run, rows.n_genes)
+
+
+def _kernel_arrays(rows: IndexedRows) -> tuple:
+    """What the compiled kernels read of `rows` (all but the gene count)."""
+    return rows.indptr, rows.values, rows.bits, rows.before, rows.integral
 
 
 def _in_threads(n_cells: int, threads: int, run, n_genes: int) -> sp.csr_matrix:
@@ -166,7 +172,7 @@ def _bit_sets(indptr, indices, n_words):
 
 
 @numba.njit(nogil=True, cache=True)
-def _position_medians(position, indptr, values, bits, before, integral, n_genes):
+def _position_medians(position, indptr, values, bits, before, integral):
     """(genes found per cell, genes, medians) of the cells whose draws `position` lists."""
     out = _Output(len(position))
     work = _work(bits.shape[1], position.shape[1])
@@ -185,7 +191,7 @@ def _position_medians(position, indptr, values, bits, before, integral, n_genes)
 
 @numba.njit(nogil=True, cache=True)
 def _pool_medians(
-    cells, pool_start, pool_size, n_samples, key, indptr, values, bits, before, integral, n_genes
+    cells, pool_start, pool_size, n_samples, key, indptr, values, bits, before, integral
 ):
     """(genes found per cell, genes, medians) of `cells`, each drawing from its pool."""
     out = _Output(len(cells))
