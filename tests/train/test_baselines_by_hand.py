@@ -14,9 +14,8 @@ import numpy as np
 import pytest
 from scipy.special import betaln, expit
 
-from cradle_jax.train import objective
 from tests.settings import original_loss
-from tests.tiny_model import tiny_batch, tiny_config, tiny_stats
+from tests.tiny_model import init_params, tiny_batch, tiny_config, tiny_stats, training_loss
 from tests.train.numpy_reference import (
     bernoulli_logpmf,
     decoder_logpmf,
@@ -25,9 +24,6 @@ from tests.train.numpy_reference import (
     normal_head,
     normal_logpdf,
 )
-
-training_loss = jax.jit(objective.training_loss, static_argnames=("cfg", "loss_cfg"))
-init_params = jax.jit(objective.init_params, static_argnames=("cfg",))
 
 # The QC-label settings are CRADLE's; the baselines must ignore them (checked below).
 CRADLE_LOSS = original_loss("batch", "reference", beta=0.5)

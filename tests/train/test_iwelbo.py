@@ -5,10 +5,9 @@ from scipy.special import logsumexp
 from scipy.stats import norm
 
 from cradle_jax.train import objective
-from tests.tiny_model import tiny_config
+from tests.tiny_model import init_params, tiny_config
 
 iwelbo = jax.jit(objective.predictive_iwelbo, static_argnames=("cfg",))
-init_params = jax.jit(objective.init_params, static_argnames=("cfg",))
 
 
 @pytest.fixture(scope="module")

@@ -19,9 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cradle_jax.train import objective
 from tests.settings import original_loss
-from tests.tiny_model import tiny_batch, tiny_config, tiny_stats
+from tests.tiny_model import init_params, tiny_batch, tiny_config, tiny_stats, training_loss
 from tests.train.numpy_reference import (
     bernoulli_logpmf,
     decoder_logpmf,
@@ -30,9 +29,6 @@ from tests.train.numpy_reference import (
     normal_head,
     normal_logpdf,
 )
-
-training_loss = jax.jit(objective.training_loss, static_argnames=("cfg", "loss_cfg"))
-init_params = jax.jit(objective.init_params, static_argnames=("cfg",))
 
 AUX_TERMS = (
     "loss_term_reconstruction",

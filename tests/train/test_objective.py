@@ -11,11 +11,7 @@ from cradle_jax.models.sites import perturbation_offset
 from cradle_jax.train import objective
 from cradle_jax.train.objective import gaussian_cf_kl, site_weights
 from tests.settings import original_loss
-from tests.tiny_model import tiny_batch, tiny_config, tiny_stats
-
-# Compiled once per shape and config: eager NumPyro tracing is ~10x slower than compiling.
-training_loss = jax.jit(objective.training_loss, static_argnames=("cfg", "loss_cfg"))
-init_params = jax.jit(objective.init_params, static_argnames=("cfg",))
+from tests.tiny_model import init_params, tiny_batch, tiny_config, tiny_stats, training_loss
 
 
 @jax.jit(static_argnames=("cfg", "loss_cfg", "term"))
